@@ -1,0 +1,134 @@
+"""Loading a base LLaVA: any `LlavaForConditionalGeneration` checkpoint, or the offline `tiny` one.
+
+`load_llava` goes through `from_pretrained` and `AutoProcessor` for a hub id or a local folder, and
+turns the hub client's deep tracebacks into one `ModelLoadError` that names the model, the cache
+folder and the offline `tiny` option. `shared_runtime` keeps one runtime per (model, device,
+dtype) so that chat models built with the same settings share the weights.
+
+Defaults: `llava-hf/llava-1.5-7b-hf` in bf16 with a GPU, `llava-hf/llava-interleave-qwen-0.5b-hf`
+in fp32 without. Not done here: quantisation and multi-GPU sharding (pass a loaded model instead).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import torch
+from transformers import AutoConfig, AutoProcessor, LlavaForConditionalGeneration
+from huggingface_hub import constants as hf_constants
+
+from yollava_agent.errors import ModelLoadError
+from yollava_agent.paths import data_home
+from yollava_agent.runtime import LlavaRuntime
+from yollava_agent.tiny import TINY_MODEL_NAME, build_tiny_llava, tiny_model_dir
+
+logger = logging.getLogger(__name__)
+
+GPU_DEFAULT_MODEL = "llava-hf/llava-1.5-7b-hf"
+CPU_DEFAULT_MODEL = "llava-hf/llava-interleave-qwen-0.5b-hf"
+
+_DTYPES = {
+    "bf16": torch.bfloat16,
+    "bfloat16": torch.bfloat16,
+    "fp16": torch.float16,
+    "float16": torch.float16,
+    "half": torch.float16,
+    "fp32": torch.float32,
+    "float32": torch.float32,
+    "float": torch.float32,
+}
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """`device`, or the first GPU when there is one, else the CPU."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except RuntimeError as e:
+        msg = f"Unknown device {device!r}: use 'cpu', 'cuda' or 'cuda:N'."
+        raise ValueError(msg) from e
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    """`dtype` (a torch dtype or a name like 'bf16'), or bf16 on a GPU and fp32 on the CPU."""
+    if dtype is None:
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype in _DTYPES:
+        return _DTYPES[dtype]
+    msg = f"Unknown dtype {dtype!r}: use one of {sorted(_DTYPES)}."
+    raise ValueError(msg)
+
+
+def default_model(device: torch.device) -> str:
+    """The checkpoint used when none is named: a 7B LLaVA on a GPU, a 0.5B one on the CPU."""
+    return GPU_DEFAULT_MODEL if device.type == "cuda" else CPU_DEFAULT_MODEL
+
+
+def _load_error(model: str, cause: Exception) -> ModelLoadError:
+    reason = str(cause).strip().splitlines()[0].rstrip(".") if str(cause).strip() else ""
+    msg = (
+        f"Could not load the LLaVA model {model!r} ({type(cause).__name__}: {reason}). It is "
+        "neither a local folder with a checkpoint nor in the Hugging Face cache at "
+        f"{hf_constants.HF_HUB_CACHE}. Download it "
+        f"once where there is network (`hf download {model}`), or point `model` at a local "
+        f"folder, or use model='{TINY_MODEL_NAME}' for the offline test model (its answers are "
+        "meaningless)."
+    )
+    return ModelLoadError(msg)
+
+
+def load_llava(
+    model: str | None = None,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
+) -> LlavaRuntime:
+    """Load a LLaVA checkpoint (hub id, local folder, or 'tiny') with its processor."""
+    resolved_device = resolve_device(device)
+    resolved_dtype = resolve_dtype(dtype, resolved_device)
+    model_id = model or default_model(resolved_device)
+    source = model_id
+    if model_id == TINY_MODEL_NAME:
+        source = str(build_tiny_llava(tiny_model_dir(data_home() / "models")))
+    try:
+        config = AutoConfig.from_pretrained(source)
+    except (OSError, ValueError) as e:
+        raise _load_error(model_id, e) from e
+    if config.model_type != "llava":
+        msg = (
+            f"Model {model_id!r} is a {config.model_type!r} checkpoint; yollava-agent needs a "
+            "LLaVA one (LlavaForConditionalGeneration), e.g. llava-hf/llava-1.5-7b-hf."
+        )
+        raise ModelLoadError(msg)
+    try:
+        processor = AutoProcessor.from_pretrained(source)
+        llava = LlavaForConditionalGeneration.from_pretrained(source, dtype=resolved_dtype)
+    except (OSError, ValueError) as e:
+        raise _load_error(model_id, e) from e
+    llava.to(resolved_device).eval()
+    llava.requires_grad_(False)
+    logger.info("Loaded %s on %s in %s", model_id, resolved_device, resolved_dtype)
+    return LlavaRuntime(llava, processor, model_id)
+
+
+_shared: dict[tuple[str, str, str], LlavaRuntime] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_runtime(
+    model: str | None = None,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
+) -> LlavaRuntime:
+    """The one runtime for these settings in this process, loaded on first use."""
+    resolved_device = resolve_device(device)
+    resolved_dtype = resolve_dtype(dtype, resolved_device)
+    model_id = model or default_model(resolved_device)
+    key = (model_id, str(resolved_device), str(resolved_dtype))
+    with _shared_lock:
+        if key not in _shared:
+            _shared[key] = load_llava(model_id, resolved_device, resolved_dtype)
+        return _shared[key]
