@@ -1,0 +1,56 @@
+"""Test setup: offline, a temporary HOME and data folder, and the tiny model built once per session.
+
+The environment is set before anything imports huggingface_hub, which reads HF_HUB_OFFLINE at
+import time.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+_SESSION_HOME = Path(tempfile.mkdtemp(prefix="yollava-tests-"))
+os.environ["HOME"] = str(_SESSION_HOME)
+os.environ["YOLLAVA_HOME"] = str(_SESSION_HOME / "yollava")
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+os.environ.pop("XDG_DATA_HOME", None)
+
+from collections.abc import Iterator  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from yollava_agent import Concept, LlavaRuntime, shared_runtime  # noqa: E402
+
+
+@pytest.fixture
+def runtime() -> Iterator[LlavaRuntime]:
+    """The shared tiny runtime, with no concepts injected before or after the test."""
+    tiny = shared_runtime("tiny", "cpu", "fp32")
+    tiny.set_concepts([])
+    yield tiny
+    tiny.set_concepts([])
+
+
+def make_concept(runtime: LlavaRuntime, name: str, seed: int = 0, scale: float = 0.02) -> Concept:
+    """A concept with seeded random rows of the size real initial rows have."""
+    generator = torch.Generator().manual_seed(seed)
+    shape = (17, runtime.base.hidden_size)
+    return Concept(
+        name=name,
+        input_embeddings=torch.randn(shape, generator=generator) * scale,
+        output_embeddings=torch.randn(shape, generator=generator) * scale,
+        base=runtime.base,
+    )
+
+
+def make_photo(color: tuple[int, int, int] = (200, 30, 30), size: tuple[int, int] = (48, 40)) -> Image.Image:
+    """A small solid-colour photo with a darker square, so flips and crops change it."""
+    image = Image.new("RGB", size, color)
+    image.paste((color[0] // 3, color[1] // 3, color[2] // 3), (4, 4, size[0] // 2, size[1] // 2))
+    return image

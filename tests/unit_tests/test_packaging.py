@@ -1,0 +1,43 @@
+"""The wheel ships tools/, memory/ and ui/ inside `yollava_agent`, and the core imports none of them."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_wheel_maps_the_top_level_folders_into_the_package(tmp_path: Path) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet",
+         "--wheel-dir", str(tmp_path), str(REPO)],
+        check=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    (wheel,) = tmp_path.glob("yollava_agent-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    for package in ("tools", "memory", "ui"):
+        assert f"yollava_agent/{package}/__init__.py" in names
+    top_level = {name.split("/")[0] for name in names}
+    assert top_level == {"yollava_agent", wheel.name.split("-")[0] + "-0.1.0.dist-info"}
+    entry_points = next(n for n in names if n.endswith("entry_points.txt"))
+    assert "yollava = yollava_agent.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+
+
+def test_core_imports_none_of_memory_tools_or_ui() -> None:
+    forbidden = ("yollava_agent.memory", "yollava_agent.tools", "yollava_agent.ui", "memory", "tools", "ui")
+    for path in (REPO / "yollava_agent").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                modules = [node.module or ""]
+            else:
+                continue
+            for module in modules:
+                assert not module.startswith(forbidden), f"{path.name} imports {module}"
