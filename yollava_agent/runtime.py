@@ -100,6 +100,11 @@ class LlavaRuntime:
         return self.processor.tokenizer  # type: ignore[attr-defined]
 
     @property
+    def base_vocabulary(self) -> dict[str, int]:
+        """The base tokenizer's vocabulary, without concept tokens."""
+        return self._base_tokenizer.get_vocab()  # type: ignore[attr-defined]
+
+    @property
     def tied_embeddings(self) -> bool:
         """True when input and output matrices are one tensor (then only input rows apply)."""
         return self._output_weight is self._input_weight
@@ -148,7 +153,7 @@ class LlavaRuntime:
 
     def _check_conflicts(self, active: dict[str, Concept]) -> None:
         owner: dict[str, str] = {}
-        base_vocab = self._base_tokenizer.get_vocab()  # type: ignore[attr-defined]
+        base_vocab = self.base_vocabulary
         for concept in active.values():
             for token in concept.tokens:
                 if token in base_vocab:

@@ -1,0 +1,72 @@
+"""`TrainingConfig`: the Yo'LLaVA recipe's knobs, checked when made.
+
+Defaults follow the paper and its public code: AdamW at lr 1e-3 with weight decay 0.01 (on the
+concept's rows only), 15 epochs, the best epoch by training recognition accuracy after a warm-up of
+4, k=16 latent tokens, about 100 hard and 100 easy negatives, random horizontal flips.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from yollava_agent.training.data import RECOGNITION_QUESTIONS
+
+
+@dataclass
+class TrainingConfig:
+    """How one concept is trained."""
+
+    epochs: int = 15
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.01
+    batch_size: int = 1
+    warmup_epochs: int = 4
+    """The kept epoch is the one with the best recognition accuracy after this many epochs."""
+    num_latent_tokens: int = 16
+    turns_per_positive: int = 16
+    """Recognition phrasings asked per positive photo (4 photos give ~64 turns, as the paper)."""
+    num_hard_negatives: int = 100
+    num_easy_negatives: int = 100
+    subject_kind: Literal["object", "person"] = "object"
+    """Which attribute questions to ask: objects and animals, or people."""
+    attribute_answer_tokens: int = 48
+    """Longest base-model answer to an attribute question."""
+    flip_probability: float = 0.5
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        positive = {
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "num_latent_tokens": self.num_latent_tokens,
+            "turns_per_positive": self.turns_per_positive,
+            "attribute_answer_tokens": self.attribute_answer_tokens,
+        }
+        for name, value in positive.items():
+            if not isinstance(value, int) or value < 1:
+                msg = f"TrainingConfig.{name} must be a positive integer, got {value!r}."
+                raise ValueError(msg)
+        for name in ("warmup_epochs", "num_hard_negatives", "num_easy_negatives"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 0:
+                msg = f"TrainingConfig.{name} must be an integer >= 0, got {value!r}."
+                raise ValueError(msg)
+        if self.turns_per_positive > len(RECOGNITION_QUESTIONS):
+            msg = (
+                f"TrainingConfig.turns_per_positive must be at most {len(RECOGNITION_QUESTIONS)} "
+                f"(the number of phrasings), got {self.turns_per_positive}."
+            )
+            raise ValueError(msg)
+        if not self.learning_rate > 0:
+            msg = f"TrainingConfig.learning_rate must be > 0, got {self.learning_rate!r}."
+            raise ValueError(msg)
+        if self.weight_decay < 0:
+            msg = f"TrainingConfig.weight_decay must be >= 0, got {self.weight_decay!r}."
+            raise ValueError(msg)
+        if not 0.0 <= self.flip_probability <= 1.0:
+            msg = f"TrainingConfig.flip_probability must be in [0, 1], got {self.flip_probability!r}."
+            raise ValueError(msg)
+        if self.subject_kind not in ("object", "person"):
+            msg = f"TrainingConfig.subject_kind must be 'object' or 'person', got {self.subject_kind!r}."
+            raise ValueError(msg)

@@ -1,0 +1,394 @@
+"""Training one concept: only its k+1 input rows and k+1 output rows change.
+
+The rows live in a small module of their own (fp32 master copies), spliced into the frozen model by
+two forward hooks: one replaces the concept tokens' input embeddings, the other replaces the
+concept tokens' logits with `hidden @ output_rows.T`. So AdamW (with its weight decay) only ever
+sees those rows, and every base parameter stays bit-identical by construction. Loss is on answer
+tokens only. Each epoch's training recognition accuracy is read off the first answer token
+("Yes"/"No") of the recognition turns in the same forward pass; the kept rows are those of the
+best epoch after the warm-up.
+
+Not here (measured later, in the speed work): prefix caching, batching by photo, compiled steps.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import torch
+from PIL import Image, ImageOps
+
+from yollava_agent.concept import Concept, concept_tokens, validate_concept_name
+from yollava_agent.errors import InvalidConceptNameError, YoLLaVAError
+from yollava_agent.prompts import concept_prompt
+from yollava_agent.runtime import LlavaRuntime
+from yollava_agent.training.config import TrainingConfig
+from yollava_agent.training.data import (
+    SUBJECT_IN_PHOTO,
+    Sample,
+    attribute_questions,
+    recognition_samples,
+    text_samples,
+)
+
+logger = logging.getLogger(__name__)
+
+LabeledImage = tuple[str, Image.Image]
+
+
+class TrainingCancelled(YoLLaVAError):
+    """Training was cancelled; nothing was written."""
+
+
+@dataclass(frozen=True)
+class TrainingEvent:
+    """Progress of a training run, reported after every step."""
+
+    epoch: int
+    """1-based epoch."""
+    epochs: int
+    step: int
+    """1-based step within the epoch."""
+    steps_per_epoch: int
+    loss: float
+    """Mean loss of the epoch so far."""
+    accuracy: float | None
+    """Recognition accuracy of the epoch so far (None before the first recognition turn)."""
+    elapsed_seconds: float
+    eta_seconds: float
+
+
+@dataclass
+class _Encoded:
+    input_ids: list[int]
+    answer_start: int
+    photo: int | None
+    kind: str
+
+
+@dataclass
+class TrainingReport:
+    """What a run measured, stored in the concept's `training` field."""
+
+    epoch_losses: list[float] = field(default_factory=list)
+    epoch_accuracies: list[float | None] = field(default_factory=list)
+    best_epoch: int = 0
+    samples: dict[str, int] = field(default_factory=dict)
+    phase_seconds: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "epochs": len(self.epoch_losses),
+            "epoch_losses": self.epoch_losses,
+            "epoch_accuracies": self.epoch_accuracies,
+            "best_epoch": self.best_epoch,
+            "best_accuracy": self.epoch_accuracies[self.best_epoch - 1] if self.best_epoch else None,
+            "samples": self.samples,
+            "phase_seconds": {k: round(v, 3) for k, v in self.phase_seconds.items()},
+            "seconds": round(self.seconds, 2),
+        }
+
+
+def check_new_concept_name(runtime: LlavaRuntime, name: str, num_latent_tokens: int) -> None:
+    """Refuse names that are unsafe or whose tokens the base vocabulary already has."""
+    validate_concept_name(name)
+    vocab = runtime.base_vocabulary
+    taken = [t for t in concept_tokens(name, num_latent_tokens) if t in vocab]
+    if taken:
+        msg = (
+            f"Concept name {name!r} would need token {taken[0]!r}, which is already in the "
+            f"vocabulary of {runtime.model_id!r}; choose another name."
+        )
+        raise InvalidConceptNameError(msg)
+
+
+def initial_concept(runtime: LlavaRuntime, name: str, num_latent_tokens: int, seed: int) -> Concept:
+    """Rows to start from: the mean base row plus small seeded noise, for inputs and outputs."""
+    generator = torch.Generator().manual_seed(seed)
+    rows = []
+    for weight in (
+        runtime.model.get_input_embeddings().weight,
+        runtime.model.get_output_embeddings().weight,
+    ):
+        base = weight[: runtime.base.vocab_size].detach().float().cpu()
+        noise = torch.randn((num_latent_tokens + 1, base.shape[1]), generator=generator)
+        rows.append(base.mean(0) + noise * base.std(0) * 0.1)
+    return Concept(name=name, input_embeddings=rows[0], output_embeddings=rows[1], base=runtime.base)
+
+
+class _ConceptRows(torch.nn.Module):
+    """The trainable rows, and the hooks that splice them into the frozen model."""
+
+    def __init__(self, concept: Concept, first_id: int) -> None:
+        super().__init__()
+        self.input_rows = torch.nn.Parameter(concept.input_embeddings.detach().float().clone())
+        self.output_rows = torch.nn.Parameter(concept.output_embeddings.detach().float().clone())
+        self.first_id = first_id
+        self.count = self.input_rows.shape[0]
+
+    def embed_hook(self, module: torch.nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
+        ids = args[0]
+        offset = ids - self.first_id
+        is_concept = (offset >= 0) & (offset < self.count)
+        rows = self.input_rows.to(output.dtype)[offset.clamp(0, self.count - 1)]
+        return torch.where(is_concept.unsqueeze(-1), rows, output)
+
+    def head_hook(self, module: torch.nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
+        hidden = args[0]
+        concept_logits = hidden @ self.output_rows.to(hidden.dtype).T
+        end = self.first_id + self.count
+        return torch.cat([output[..., : self.first_id], concept_logits, output[..., end:]], dim=-1)
+
+    @contextmanager
+    def spliced(self, runtime: LlavaRuntime) -> Iterator[None]:
+        handles = [
+            runtime.model.get_input_embeddings().register_forward_hook(self.embed_hook),
+            runtime.model.get_output_embeddings().register_forward_hook(self.head_hook),
+        ]
+        try:
+            yield
+        finally:
+            for handle in handles:
+                handle.remove()
+
+
+def describe_photos(
+    runtime: LlavaRuntime, photos: Sequence[LabeledImage], questions: Sequence[str], max_tokens: int
+) -> list[list[str]]:
+    """The base model's answers to each question about each photo (one batched call per photo)."""
+    processor, tokenizer = runtime.processor, runtime.tokenizer
+    prompts = [
+        processor.apply_chat_template(
+            [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": q.format(c=SUBJECT_IN_PHOTO)}]}],
+            add_generation_prompt=True,
+        )
+        for q in questions
+    ]
+    answers = []
+    padding_side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    try:
+        for _, photo in photos:
+            inputs = processor(text=prompts, images=[photo] * len(prompts), padding=True, return_tensors="pt")
+            inputs = {k: v.to(runtime.device) for k, v in inputs.items()}
+            inputs["pixel_values"] = inputs["pixel_values"].to(runtime.dtype)
+            with torch.inference_mode():
+                output = runtime.model.generate(
+                    **inputs,
+                    max_new_tokens=max_tokens,
+                    do_sample=False,
+                    pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id,
+                )
+            new = output[:, inputs["input_ids"].shape[1] :]
+            answers.append([t.strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True)])
+    finally:
+        tokenizer.padding_side = padding_side
+    return answers
+
+
+class _Encoder:
+    """Turns samples into token ids with the answer span marked, and photos into pixel values."""
+
+    def __init__(self, runtime: LlavaRuntime, name: str, num_latent_tokens: int) -> None:
+        self.runtime = runtime
+        self.processor = runtime.processor
+        self.tokenizer = runtime.tokenizer
+        self.name = name
+        self.prompt = concept_prompt(name, num_latent_tokens)
+        self.image_token = self.processor.image_token
+        self.image_tokens_per_photo: int | None = None
+        self.photos: dict[int, torch.Tensor] = {}
+        self._photo_ids: dict[int, int] = {}
+
+    def photo_index(self, image: Image.Image) -> int:
+        key = id(image)
+        if key not in self._photo_ids:
+            index = len(self._photo_ids)
+            self._photo_ids[key] = index
+            pixels = self.processor.image_processor(
+                images=[image, ImageOps.mirror(image)], return_tensors="pt"
+            )["pixel_values"]
+            self.photos[index] = pixels
+            if self.image_tokens_per_photo is None:
+                expanded = self.processor(text=self.image_token, images=[image], return_tensors="pt")
+                image_id = self.tokenizer.convert_tokens_to_ids(self.image_token)
+                self.image_tokens_per_photo = int((expanded["input_ids"] == image_id).sum())
+        return self._photo_ids[key]
+
+    def encode(self, sample: Sample) -> _Encoded:
+        photo = self.photo_index(sample.image) if sample.image is not None else None
+        content = [{"type": "image"}] if photo is not None else []
+        content += [{"type": "text", "text": self.prompt}, {"type": "text", "text": sample.question}]
+        user = {"role": "user", "content": content}
+        assistant = {"role": "assistant", "content": [{"type": "text", "text": sample.answer}]}
+        prompt = self.processor.apply_chat_template([user], add_generation_prompt=True)
+        full = self.processor.apply_chat_template([user, assistant])
+        if photo is not None:
+            expansion = self.image_token * (self.image_tokens_per_photo or 0)
+            prompt = prompt.replace(self.image_token, expansion)
+            full = full.replace(self.image_token, expansion)
+        prompt_ids = self.tokenizer(prompt)["input_ids"]
+        full_ids = self.tokenizer(full.rstrip())["input_ids"]
+        if full_ids[: len(prompt_ids)] != prompt_ids or len(full_ids) == len(prompt_ids):
+            msg = f"The chat template of {self.runtime.model_id!r} does not extend the prompt with the answer."
+            raise ValueError(msg)
+        return _Encoded(full_ids + [self.tokenizer.eos_token_id], len(prompt_ids), photo, sample.kind)
+
+
+def _batch(encoded: Sequence[_Encoded], encoder: _Encoder, flips: Sequence[bool], pad_id: int, device: torch.device, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    length = max(len(e.input_ids) for e in encoded)
+    input_ids = torch.full((len(encoded), length), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(encoded), length), dtype=torch.long)
+    labels = torch.full((len(encoded), length), -100, dtype=torch.long)
+    pixels = []
+    for row, (item, flip) in enumerate(zip(encoded, flips, strict=True)):
+        ids = torch.tensor(item.input_ids)
+        input_ids[row, : len(ids)] = ids
+        attention[row, : len(ids)] = 1
+        labels[row, item.answer_start : len(ids)] = ids[item.answer_start :]
+        if item.photo is not None:
+            pixels.append(encoder.photos[item.photo][int(flip)])
+    batch = {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
+    batch = {k: v.to(device) for k, v in batch.items()}
+    if pixels:
+        batch["pixel_values"] = torch.stack(pixels).to(device, dtype)
+    return batch
+
+
+def train_concept(
+    runtime: LlavaRuntime,
+    name: str,
+    positives: Sequence[LabeledImage],
+    negatives: Sequence[LabeledImage],
+    config: TrainingConfig | None = None,
+    on_event: Callable[[TrainingEvent], None] | None = None,
+    cancel: threading.Event | None = None,
+    description: str = "",
+) -> Concept:
+    """Train a concept on a loaded base and return it (nothing is written to disk here).
+
+    Raises `TrainingCancelled` when `cancel` is set; the runtime is left with the concepts it had.
+    """
+    config = config or TrainingConfig()
+    check_new_concept_name(runtime, name, config.num_latent_tokens)
+    if not positives:
+        msg = f"Teaching {name!r} needs at least one photo of it; none were given."
+        raise ValueError(msg)
+    started = time.monotonic()
+    rng = random.Random(config.seed)
+    torch.manual_seed(config.seed)
+    report = TrainingReport()
+    with runtime.lock:
+        previous = list(runtime.injected.values())
+        try:
+            runtime.set_concepts([])
+            questions = attribute_questions(config.subject_kind)
+            answers = describe_photos(runtime, positives, questions, config.attribute_answer_tokens)
+            report.phase_seconds["describe"] = time.monotonic() - started
+            initial = initial_concept(runtime, name, config.num_latent_tokens, config.seed)
+            runtime.set_concepts([initial])
+            identifier = initial.identifier
+            samples = recognition_samples(
+                identifier, list(positives), list(negatives), config.turns_per_positive, rng
+            ) + text_samples(identifier, questions, answers)
+            report.samples = {k: sum(s.kind == k for s in samples) for k in ("positive", "negative", "text")}
+            encoder = _Encoder(runtime, name, config.num_latent_tokens)
+            encoded = [encoder.encode(sample) for sample in samples]
+            report.phase_seconds["encode"] = time.monotonic() - started - report.phase_seconds["describe"]
+            rows = _ConceptRows(initial, runtime.token_ids(name)[0])
+            training_started = time.monotonic()
+            best = _train_rows(runtime, rows, encoder, encoded, config, rng, report, on_event, cancel, started)
+            report.phase_seconds["train"] = time.monotonic() - training_started
+        finally:
+            runtime.set_concepts(previous)
+    report.seconds = time.monotonic() - started
+    return Concept(
+        name=name,
+        input_embeddings=best[0],
+        output_embeddings=best[1],
+        base=runtime.base,
+        description=description,
+        training=report.as_dict(),
+    )
+
+
+def _train_rows(
+    runtime: LlavaRuntime,
+    rows: _ConceptRows,
+    encoder: _Encoder,
+    encoded: list[_Encoded],
+    config: TrainingConfig,
+    rng: random.Random,
+    report: TrainingReport,
+    on_event: Callable[[TrainingEvent], None] | None,
+    cancel: threading.Event | None,
+    started: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    rows.to(runtime.device)
+    optimizer = torch.optim.AdamW(rows.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    pad_id = runtime.tokenizer.pad_token_id or runtime.tokenizer.eos_token_id
+    steps = (len(encoded) + config.batch_size - 1) // config.batch_size
+    best: tuple[torch.Tensor, torch.Tensor] | None = None
+    best_accuracy = -1.0
+    with rows.spliced(runtime):
+        for epoch in range(1, config.epochs + 1):
+            order = list(range(len(encoded)))
+            rng.shuffle(order)
+            loss_sum, correct, judged = 0.0, 0, 0
+            for step in range(1, steps + 1):
+                if cancel is not None and cancel.is_set():
+                    msg = f"Training of concept {encoder.name!r} was cancelled; nothing was saved."
+                    raise TrainingCancelled(msg)
+                chosen = [encoded[i] for i in order[(step - 1) * config.batch_size : step * config.batch_size]]
+                flips = [rng.random() < config.flip_probability for _ in chosen]
+                batch = _batch(chosen, encoder, flips, pad_id, runtime.device, runtime.dtype)
+                labels = batch.pop("labels")
+                logits = runtime.model(**batch).logits.float()
+                targets = labels[:, 1:]
+                loss = torch.nn.functional.cross_entropy(
+                    logits[:, :-1].reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100
+                )
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                loss_sum += loss.item()
+                with torch.no_grad():
+                    for row, item in enumerate(chosen):
+                        if item.kind != "text":
+                            first = item.answer_start
+                            judged += 1
+                            correct += int(logits[row, first - 1].argmax() == labels[row, first])
+                if on_event is not None:
+                    done = (epoch - 1) * steps + step
+                    elapsed = time.monotonic() - started
+                    on_event(
+                        TrainingEvent(
+                            epoch=epoch,
+                            epochs=config.epochs,
+                            step=step,
+                            steps_per_epoch=steps,
+                            loss=loss_sum / step,
+                            accuracy=correct / judged if judged else None,
+                            elapsed_seconds=elapsed,
+                            eta_seconds=elapsed / done * (config.epochs * steps - done),
+                        )
+                    )
+            accuracy = correct / judged if judged else None
+            report.epoch_losses.append(round(loss_sum / steps, 5))
+            report.epoch_accuracies.append(accuracy)
+            logger.info("epoch %d/%d loss %.4f accuracy %s", epoch, config.epochs, loss_sum / steps, accuracy)
+            eligible = epoch > config.warmup_epochs or epoch == config.epochs and best is None
+            if eligible and (accuracy or 0.0) >= best_accuracy:
+                best_accuracy = accuracy or 0.0
+                report.best_epoch = epoch
+                best = (rows.input_rows.detach().cpu().clone(), rows.output_rows.detach().cpu().clone())
+    assert best is not None  # the last epoch is always eligible when none was
+    return best
