@@ -91,3 +91,58 @@ def test_example_runs_offline() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip()
+
+
+def _yollava(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "yollava_agent.cli", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        timeout=300,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+
+
+def test_teach_and_list_concepts_from_the_command_line(tmp_path: Path) -> None:
+    photos = []
+    for i in range(3):
+        photos.append(tmp_path / f"bo{i}.png")
+        make_photo((220, 40 + 30 * i, 30)).save(photos[-1])
+    pool = tmp_path / "pool"
+    pool.mkdir()
+    for i in range(12):
+        make_photo((20 * i, 200 - 10 * i, 90), size=(40 + i, 40)).save(pool / f"other{i}.png")
+    out = tmp_path / "concepts"
+
+    taught = _yollava(
+        "teach", "bo", *map(str, photos), "--model", "tiny", "--negatives", str(pool),
+        "--clip-model", "tiny", "--clip-pretrained", "none", "--epochs", "2", "--batch-size", "8",
+        "--out", str(out),
+    )
+    assert taught.returncode == 0, taught.stderr
+    assert "Taught 'bo' (version 1)" in taught.stdout
+    assert "teach bo" in taught.stderr and "epoch" in taught.stderr  # the tqdm bar
+    assert (out / "bo" / "concept.safetensors").is_file()
+
+    listed = _yollava("concepts", "--dir", str(out))
+    assert listed.returncode == 0
+    assert listed.stdout.startswith("bo\ttrained\tversion 1\tbase tiny")
+
+
+def test_teach_refuses_bad_input_with_the_value(tmp_path: Path) -> None:
+    bad_name = _yollava("teach", "a/b", str(tmp_path / "x.png"), "--model", "tiny")
+    assert bad_name.returncode == 1
+    assert "yollava: Concept name 'a/b' is not a safe identifier" in bad_name.stderr
+
+    missing = _yollava("teach", "bo", str(tmp_path / "ghost.png"), "--model", "tiny", "--out", str(tmp_path / "c"))
+    assert missing.returncode == 1
+    assert "ghost.png' does not exist" in missing.stderr
+    assert not (tmp_path / "c" / "bo").exists()
+
+
+def test_concepts_on_an_empty_folder_says_how_to_teach(tmp_path: Path) -> None:
+    listed = _yollava("concepts", "--dir", str(tmp_path))
+    assert listed.returncode == 0
+    assert "No concepts in" in listed.stdout and "yollava teach NAME PHOTO" in listed.stdout

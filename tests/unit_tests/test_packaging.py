@@ -23,6 +23,8 @@ def test_wheel_maps_the_top_level_folders_into_the_package(tmp_path: Path) -> No
     names = zipfile.ZipFile(wheel).namelist()
     for package in ("tools", "memory", "ui"):
         assert f"yollava_agent/{package}/__init__.py" in names
+    sources = {p.relative_to(REPO).as_posix() for p in (REPO / "yollava_agent").rglob("*.py")}
+    assert sources <= set(names), "core modules missing from the wheel"
     top_level = {name.split("/")[0] for name in names}
     assert top_level == {"yollava_agent", wheel.name.split("-")[0] + "-0.1.0.dist-info"}
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))

@@ -28,6 +28,8 @@ class TrainingConfig:
     """Recognition phrasings asked per positive photo (4 photos give ~64 turns, as the paper)."""
     num_hard_negatives: int = 100
     num_easy_negatives: int = 100
+    near_duplicate_threshold: float = 0.95
+    """Pool photos this similar (CLIP cosine) to a positive may be the subject: never negatives."""
     subject_kind: Literal["object", "person"] = "object"
     """Which attribute questions to ask: objects and animals, or people."""
     attribute_answer_tokens: int = 48
@@ -63,6 +65,12 @@ class TrainingConfig:
             raise ValueError(msg)
         if self.weight_decay < 0:
             msg = f"TrainingConfig.weight_decay must be >= 0, got {self.weight_decay!r}."
+            raise ValueError(msg)
+        if not 0.0 < self.near_duplicate_threshold <= 1.0:
+            msg = (
+                "TrainingConfig.near_duplicate_threshold must be in (0, 1], got "
+                f"{self.near_duplicate_threshold!r}."
+            )
             raise ValueError(msg)
         if not 0.0 <= self.flip_probability <= 1.0:
             msg = f"TrainingConfig.flip_probability must be in [0, 1], got {self.flip_probability!r}."
