@@ -21,11 +21,12 @@ from yollava_agent.chat_model import ChatYoLLaVA
 from yollava_agent.concept import Concept
 from yollava_agent.errors import YoLLaVAError
 from yollava_agent.loading import load_llava, shared_runtime
-from yollava_agent.paths import concepts_home, data_home
+from yollava_agent.paths import concepts_home
 from yollava_agent.sources import ActiveConcept
 from yollava_agent.tiny import TINY_MODEL_NAME
 from yollava_agent.training.config import TrainingConfig
 from yollava_agent.training.negatives import ClipConfig, ClipEmbedder, NegativePool
+from yollava_agent.training.pool import COCO_VAL2017_URL, default_pool_dir, download_pool
 from yollava_agent.training.teach import teach
 from yollava_agent.training.trainer import TrainingEvent, check_new_concept_name
 
@@ -132,9 +133,8 @@ def _teach(args: argparse.Namespace) -> int:
     )
     check_new_concept_name(runtime, args.name, config.num_latent_tokens)
     pool_sources = [*args.negatives]
-    default_pool = data_home() / "negative-pool"
-    if default_pool.is_dir():
-        pool_sources.append(default_pool)
+    if default_pool_dir().is_dir():
+        pool_sources.append(default_pool_dir())
     pretrained = None if args.clip_pretrained.lower() == "none" else args.clip_pretrained
     clip = ClipConfig(model_name=_clip_model_name(args.clip_model), pretrained=pretrained)
     embedder = ClipEmbedder(clip)
@@ -156,6 +156,18 @@ def _teach(args: argparse.Namespace) -> int:
         f"best epoch {stats['best_epoch']}, recognition accuracy {stats['best_accuracy']}, "
         f"saved to {folder}\n"
     )
+    return 0
+
+
+def _download_pool(args: argparse.Namespace) -> int:
+    with tqdm(desc="download pool", unit="B", unit_scale=True) as bar:
+
+        def show(done: int, total: int | None) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        folder = download_pool(args.url, args.name, on_progress=show)
+    _write(f"Negative pool ready in {folder}\n")
     return 0
 
 
@@ -245,6 +257,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     teach_parser.set_defaults(handler=_teach)
 
+    pool_parser = commands.add_parser(
+        "download-pool", help="download the default negative pool (COCO val2017) once"
+    )
+    pool_parser.add_argument("--url", default=COCO_VAL2017_URL, help="a zip of photos (file:// works)")
+    pool_parser.add_argument("--name", default=None, help="folder name below negative-pool/")
+    pool_parser.set_defaults(handler=_download_pool)
+
     concepts_parser = commands.add_parser("concepts", help="list taught concepts")
     concepts_parser.add_argument("--dir", type=Path, default=concepts_home(), help="concepts folder")
     concepts_parser.set_defaults(handler=_concepts)
@@ -257,7 +276,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.handler(args)
-    except (YoLLaVAError, ValueError) as e:
+    except (YoLLaVAError, ValueError, OSError) as e:
         sys.stderr.write(f"yollava: {e}\n")
         return 1
     except KeyboardInterrupt:
