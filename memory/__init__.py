@@ -1,5 +1,31 @@
 """Long-term concept memory (`yollava_agent.memory`): the Chroma-backed concept store.
 
-Shipped inside the wheel as `yollava_agent.memory`. The store arrives with the memory issue; it
-will implement `yollava_agent.ConceptSource` so the chat model can use it without importing it.
+`ConceptStore` keeps users' concepts, their photos with CLIP embeddings, facts and the negative
+pool; `StoreConceptSource` hands one user's concepts to `ChatYoLLaVA` as a `ConceptSource`.
 """
+
+from yollava_agent.memory.source import StoreConceptSource
+from yollava_agent.memory.store import (
+    ConceptExistsError,
+    ConceptRecord,
+    ConceptStore,
+    Fact,
+    Recognition,
+    StoreError,
+    StoreUnavailableError,
+    StoreWriteError,
+    calibrate_threshold,
+)
+
+__all__ = [
+    "ConceptExistsError",
+    "ConceptRecord",
+    "ConceptStore",
+    "Fact",
+    "Recognition",
+    "StoreConceptSource",
+    "StoreError",
+    "StoreUnavailableError",
+    "StoreWriteError",
+    "calibrate_threshold",
+]

@@ -1,0 +1,566 @@
+"""`ConceptStore`: the agent's long-term memory of personal concepts, on Chroma.
+
+Three collections, every record tagged with its `user_id` and every read and write filtered by it:
+`concepts` (name, status taught / training / ready / failed, description, artifact path, the
+recognition threshold, timestamps; its vector is the mean of the concept's photo embeddings),
+`concept_photos` (one CLIP image embedding per photo) and `facts` (remembered sentences). Photos
+are copied into the data folder by content hash, one folder per user and concept, and the trained
+artifact lives beside them, so forgetting a concept removes one folder and its records.
+
+The instant tier: the moment a concept is added its photos are embedded, and `recognize` finds it
+in new photos by cosine similarity above a threshold calibrated on negatives (the negative pool
+and the user's other concepts). Collections always get our CLIP embedding function and explicit
+vectors, never Chroma's default function (which would download a model).
+
+By default the store is an embedded `chromadb.PersistentClient` in `$YOLLAVA_HOME/chroma`; give
+`host`/`port` to use a Chroma server. Not here: training (the queue in `tools`) and the chat
+model (it reaches the store through `StoreConceptSource`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import shutil
+import threading
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+import chromadb
+import httpx
+import numpy as np
+import torch
+from chromadb.api import ClientAPI
+from chromadb.api.types import EmbeddingFunction, Embeddable
+from chromadb.utils.embedding_functions import register_embedding_function
+from PIL import Image
+
+from yollava_agent.concept import validate_concept_name
+from yollava_agent.errors import UnknownConceptError, YoLLaVAError
+from yollava_agent.images import ImageInput, load_image
+from yollava_agent.paths import data_home
+from yollava_agent.training.negatives import ClipConfig, ClipEmbedder
+
+logger = logging.getLogger(__name__)
+
+ConceptStatus = Literal["taught", "training", "ready", "failed"]
+STATUSES: tuple[ConceptStatus, ...] = ("taught", "training", "ready", "failed")
+
+DEFAULT_THRESHOLD = 0.8
+"""Recognition threshold when there is nothing to calibrate on (no negatives, one photo)."""
+CALIBRATION_NEGATIVES = 512
+"""Most pool photos used to calibrate a concept's threshold."""
+MAX_USER_ID_LENGTH = 200
+
+
+class StoreError(YoLLaVAError):
+    """The store cannot do what was asked; nothing stored was changed."""
+
+
+class ConceptExistsError(StoreError, ValueError):
+    """A concept of that name already exists for that user."""
+
+
+class StoreUnavailableError(StoreError, ConnectionError):
+    """The Chroma server cannot be reached."""
+
+
+class StoreWriteError(StoreError, OSError):
+    """The data folder cannot be written (read-only, full, or gone)."""
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _check_user(user_id: object) -> str:
+    if not isinstance(user_id, str) or not user_id.strip() or len(user_id) > MAX_USER_ID_LENGTH:
+        msg = (
+            f"User id {user_id!r} is not valid: give a non-empty string of at most "
+            f"{MAX_USER_ID_LENGTH} characters."
+        )
+        raise ValueError(msg)
+    return user_id
+
+
+def _user_folder(user_id: str) -> str:
+    # User ids come from auth systems (emails, UUIDs): hash them into safe folder names.
+    return hashlib.sha256(user_id.encode("utf-8")).hexdigest()[:24]
+
+
+def _record_id(*parts: str) -> str:
+    return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()
+
+
+@register_embedding_function
+class ClipEmbeddingFunction(EmbeddingFunction[Embeddable]):
+    """Chroma embedding function over our `ClipEmbedder`: images in, unit vectors out.
+
+    Chroma only calls it for inputs given without vectors; the store always passes vectors, and
+    the function exists so that no collection ever falls back to Chroma's downloading default.
+    """
+
+    def __init__(self, model_name: str = "ViT-B-32", pretrained: str | None = None) -> None:
+        self.embedder = ClipEmbedder(ClipConfig(model_name=model_name, pretrained=pretrained))
+
+    def __call__(self, input: Embeddable) -> list[np.ndarray]:  # noqa: A002 - Chroma's name
+        images = []
+        for item in input:
+            if isinstance(item, str):
+                msg = "ClipEmbeddingFunction embeds images only; pass photos, not text."
+                raise TypeError(msg)
+            images.append(Image.fromarray(np.asarray(item, dtype=np.uint8)))
+        return [row.numpy() for row in self.embedder.embed(images)]
+
+    @staticmethod
+    def name() -> str:
+        return "yollava-clip"
+
+    def get_config(self) -> dict[str, Any]:
+        config = self.embedder.config
+        return {"model_name": config.model_name, "pretrained": config.pretrained}
+
+    @staticmethod
+    def build_from_config(config: dict[str, Any]) -> ClipEmbeddingFunction:
+        return ClipEmbeddingFunction(config["model_name"], config.get("pretrained"))
+
+    def default_space(self) -> str:
+        return "cosine"
+
+
+@dataclass(frozen=True)
+class ConceptRecord:
+    """A concept as the store knows it."""
+
+    user_id: str
+    name: str
+    status: ConceptStatus
+    description: str
+    artifact_path: str
+    """The trained concept folder; empty until training succeeded."""
+    threshold: float
+    """Cosine similarity above which a photo is taken to show this concept (instant tier)."""
+    photo_count: int
+    created: str
+    updated: str
+    error: str = ""
+    """Why training failed, for status `failed`."""
+
+    @classmethod
+    def from_metadata(cls, metadata: dict[str, Any]) -> ConceptRecord:
+        return cls(
+            user_id=metadata["user_id"],
+            name=metadata["name"],
+            status=metadata["status"],
+            description=metadata.get("description", ""),
+            artifact_path=metadata.get("artifact_path", ""),
+            threshold=float(metadata["threshold"]),
+            photo_count=int(metadata["photo_count"]),
+            created=metadata["created"],
+            updated=metadata["updated"],
+            error=metadata.get("error", ""),
+        )
+
+
+@dataclass(frozen=True)
+class Fact:
+    """A remembered sentence about a concept."""
+
+    id: str
+    concept: str
+    text: str
+    created: str
+
+
+@dataclass(frozen=True)
+class Recognition:
+    """A concept found in a photo."""
+
+    name: str
+    score: float
+    """Best cosine similarity between the photo and the concept's photos."""
+    threshold: float
+
+
+def calibrate_threshold(photos: torch.Tensor, negatives: torch.Tensor) -> float:
+    """A threshold between the concept's own photos and its negatives.
+
+    Positives score by leave-one-out similarity (each photo against the others), negatives by
+    their best similarity to any photo. Halfway between the lowest positive and the highest
+    negative when they separate; else just above the highest negative (a false "that's bo" is
+    worse than a miss, which training fixes later). With nothing to compare, `DEFAULT_THRESHOLD`.
+    """
+    highest_negative = float((negatives @ photos.T).max()) if len(negatives) else None
+    lowest_positive = None
+    if len(photos) > 1:
+        similarity = photos @ photos.T
+        similarity.fill_diagonal_(-1.0)
+        lowest_positive = float(similarity.max(dim=1).values.min())
+    if highest_negative is None:
+        return DEFAULT_THRESHOLD if lowest_positive is None else min(DEFAULT_THRESHOLD, lowest_positive)
+    if lowest_positive is not None and lowest_positive > highest_negative:
+        return (lowest_positive + highest_negative) / 2
+    return highest_negative + (1.0 - highest_negative) / 4
+
+
+class ConceptStore:
+    """Long-term memory of users' concepts, scoped by user id in every call."""
+
+    def __init__(
+        self,
+        home: str | Path | None = None,
+        *,
+        host: str | None = None,
+        port: int = 8000,
+        clip: ClipConfig | None = None,
+        pool_folders: Sequence[str | Path] = (),
+    ) -> None:
+        self.home = Path(home) if home is not None else data_home()
+        self.clip = clip or ClipConfig()
+        self.embedder = ClipEmbedder(self.clip)
+        self.pool_folders = [Path(p) for p in pool_folders]
+        self._lock = threading.RLock()
+        self.client = self._connect(host, port)
+        function = ClipEmbeddingFunction(self.clip.model_name, self.clip.pretrained)
+        function.embedder = self.embedder  # one CLIP model in memory, whatever the collection
+
+        def collection(name: str) -> Any:
+            return self._call(
+                lambda: self.client.get_or_create_collection(
+                    name, embedding_function=function, configuration={"hnsw": {"space": "cosine"}}
+                )
+            )
+
+        self.concepts = collection("yollava_concepts")
+        self.photos = collection("yollava_concept_photos")
+        self.facts = collection("yollava_facts")
+        self.negatives = collection("yollava_negative_pool")
+
+    def _connect(self, host: str | None, port: int) -> ClientAPI:
+        settings = chromadb.Settings(anonymized_telemetry=False)
+        if host is not None:
+            try:
+                client = chromadb.HttpClient(host=host, port=port, settings=settings)
+                client.heartbeat()
+            except Exception as e:
+                raise self._unavailable(host, port, e) from e
+            self._server = f"{host}:{port}"
+            return client
+        self._server = ""
+        folder = self.home / "chroma"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            return chromadb.PersistentClient(path=str(folder), settings=settings)
+        except OSError as e:
+            raise self._unwritable(folder, e) from e
+
+    def _unavailable(self, host: str, port: int, cause: Exception) -> StoreUnavailableError:
+        msg = (
+            f"The Chroma server at {host}:{port} is not reachable ({type(cause).__name__}: "
+            f"{cause}). Start it (`chroma run --host {host} --port {port} --path DIR`) or use "
+            "the embedded store (no host). Nothing was changed."
+        )
+        return StoreUnavailableError(msg)
+
+    def _unwritable(self, folder: Path, cause: OSError) -> StoreWriteError:
+        msg = (
+            f"Cannot write to the data folder {folder} ({cause.strerror or cause}): check that "
+            "it is writable and the disk has space, or set YOLLAVA_HOME to another folder. "
+            "Nothing already stored was changed."
+        )
+        return StoreWriteError(msg)
+
+    def _call(self, operation: Any) -> Any:
+        """Run a Chroma call: a lost server or an unwritable folder becomes a `StoreError`."""
+        try:
+            return operation()
+        except (OSError, httpx.TransportError) as e:
+            if self._server:
+                host, _, port = self._server.rpartition(":")
+                raise self._unavailable(host, int(port), e) from e
+            if isinstance(e, OSError):
+                raise self._unwritable(self.home / "chroma", e) from e
+            raise
+
+    # ---- paths
+
+    def concept_dir(self, user_id: str, name: str) -> Path:
+        """Everything on disk of one concept: `photos/` and the trained concept folder."""
+        return self.home / "users" / _user_folder(_check_user(user_id)) / "concepts" / name
+
+    def artifact_dir(self, user_id: str, name: str) -> Path:
+        """Where the trained concept folder of `name` goes (`teach` writes `parent / name`)."""
+        return self.concept_dir(user_id, name) / name
+
+    # ---- concepts
+
+    def _where(self, user_id: str, name: str | None = None) -> dict[str, Any]:
+        if name is None:
+            return {"user_id": user_id}
+        return {"$and": [{"user_id": user_id}, {"name": name}]}
+
+    def get_concept(self, user_id: str, name: str) -> ConceptRecord:
+        """The concept `name` of this user; `UnknownConceptError` names it and the user's others."""
+        _check_user(user_id)
+        found = self._call(lambda: self.concepts.get(ids=[_record_id(user_id, name)]))
+        if not found["ids"]:
+            known = sorted(c.name for c in self.list_concepts(user_id))
+            msg = f"Unknown concept {name!r}: your concepts are {known or 'none yet'}."
+            raise UnknownConceptError(msg)
+        return ConceptRecord.from_metadata(found["metadatas"][0])
+
+    def list_concepts(self, user_id: str) -> list[ConceptRecord]:
+        """This user's concepts, by name."""
+        _check_user(user_id)
+        found = self._call(lambda: self.concepts.get(where=self._where(user_id)))
+        return sorted((ConceptRecord.from_metadata(m) for m in found["metadatas"]), key=lambda c: c.name)
+
+    def add_concept(
+        self, user_id: str, name: str, photos: Sequence[ImageInput], description: str = ""
+    ) -> ConceptRecord:
+        """Remember a new concept from its photos: recognisable at once (instant tier).
+
+        Photos are read and embedded before anything is written; a failure while writing removes
+        what this call wrote, so the store is as it was.
+        """
+        _check_user(user_id)
+        validate_concept_name(name)
+        if not photos:
+            msg = f"Concept {name!r} needs at least one photo; none were given."
+            raise ValueError(msg)
+        with self._lock:
+            if self._call(lambda: self.concepts.get(ids=[_record_id(user_id, name)]))["ids"]:
+                msg = (
+                    f"You already have a concept named {name!r}. Forget it first, or choose "
+                    "another name."
+                )
+                raise ConceptExistsError(msg)
+            images, blobs = [], []
+            for photo in photos:
+                images.append(load_image(photo))
+                blobs.append(_photo_bytes(photo, images[-1]))
+            vectors = self.embedder.embed(images)
+            threshold = calibrate_threshold(vectors, self._calibration_negatives(user_id))
+            folder = self.concept_dir(user_id, name)
+            try:
+                paths = self._write_photos(folder, blobs)
+                self._add_records(user_id, name, description, vectors, paths, threshold)
+            except BaseException:
+                self._delete_records(user_id, name)
+                shutil.rmtree(folder, ignore_errors=True)
+                raise
+        logger.info("Added concept %r for a user (%d photos, threshold %.3f)", name, len(paths), threshold)
+        return self.get_concept(user_id, name)
+
+    def _write_photos(self, folder: Path, blobs: list[tuple[bytes, str]]) -> list[Path]:
+        staging = folder.parent / f".{folder.name}.new-{uuid.uuid4().hex[:8]}"
+        try:
+            (staging / "photos").mkdir(parents=True)
+            paths = []
+            for data, suffix in blobs:
+                name = hashlib.sha256(data).hexdigest() + suffix
+                (staging / "photos" / name).write_bytes(data)
+                paths.append(folder / "photos" / name)
+            staging.rename(folder)
+        except OSError as e:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise self._unwritable(folder.parent, e) from e
+        return list(dict.fromkeys(paths))
+
+    def _add_records(
+        self,
+        user_id: str,
+        name: str,
+        description: str,
+        vectors: torch.Tensor,
+        paths: list[Path],
+        threshold: float,
+    ) -> None:
+        unique = {path: vectors[i] for i, path in enumerate(paths)}
+        self._call(
+            lambda: self.photos.add(
+                ids=[_record_id(user_id, name, p.name) for p in unique],
+                embeddings=[v.numpy() for v in unique.values()],
+                metadatas=[{"user_id": user_id, "concept": name, "path": str(p)} for p in unique],
+            )
+        )
+        centroid = torch.nn.functional.normalize(vectors.mean(0), dim=0)
+        now = _now()
+        metadata = {
+            "user_id": user_id,
+            "name": name,
+            "status": "taught",
+            "description": description,
+            "artifact_path": "",
+            "threshold": threshold,
+            "photo_count": len(unique),
+            "created": now,
+            "updated": now,
+            "error": "",
+        }
+        self._call(
+            lambda: self.concepts.add(
+                ids=[_record_id(user_id, name)], embeddings=[centroid.numpy()], metadatas=[metadata]
+            )
+        )
+
+    def _calibration_negatives(self, user_id: str) -> torch.Tensor:
+        rows = []
+        pool = self._call(lambda: self.negatives.get(limit=CALIBRATION_NEGATIVES, include=["embeddings"]))
+        rows.extend(pool["embeddings"])
+        own = self._call(lambda: self.photos.get(where={"user_id": user_id}, include=["embeddings"]))
+        rows.extend(own["embeddings"])
+        if not rows:
+            return torch.zeros((0, 1))
+        return torch.tensor(np.asarray(rows), dtype=torch.float32)
+
+    def set_status(
+        self,
+        user_id: str,
+        name: str,
+        status: ConceptStatus,
+        *,
+        artifact_path: str | Path | None = None,
+        error: str = "",
+    ) -> ConceptRecord:
+        """Move a concept to another status (the training queue does this)."""
+        if status not in STATUSES:
+            msg = f"Unknown status {status!r}: use one of {list(STATUSES)}."
+            raise ValueError(msg)
+        with self._lock:
+            record = self.get_concept(user_id, name)
+            update: dict[str, Any] = {"status": status, "updated": _now(), "error": error}
+            if artifact_path is not None:
+                update["artifact_path"] = str(artifact_path)
+            self._call(lambda: self.concepts.update(ids=[_record_id(user_id, record.name)], metadatas=[update]))
+        return self.get_concept(user_id, name)
+
+    def photo_paths(self, user_id: str, name: str) -> list[Path]:
+        """The stored photos of a concept."""
+        self.get_concept(user_id, name)
+        found = self._call(lambda: self.photos.get(where={"$and": [{"user_id": user_id}, {"concept": name}]}))
+        return sorted(Path(m["path"]) for m in found["metadatas"])
+
+    def forget(self, user_id: str, name: str) -> None:
+        """Remove the concept: its records, facts, photos and trained artifact, nothing else."""
+        with self._lock:
+            self.get_concept(user_id, name)
+            self._delete_records(user_id, name)
+            folder = self.concept_dir(user_id, name)
+            if folder.exists():
+                retired = folder.parent / f".{name}.forget-{uuid.uuid4().hex[:8]}"
+                folder.rename(retired)
+                shutil.rmtree(retired)
+        logger.info("Forgot concept %r of a user", name)
+
+    def _delete_records(self, user_id: str, name: str) -> None:
+        self._call(lambda: self.photos.delete(where={"$and": [{"user_id": user_id}, {"concept": name}]}))
+        self._call(lambda: self.facts.delete(where={"$and": [{"user_id": user_id}, {"concept": name}]}))
+        self._call(lambda: self.concepts.delete(ids=[_record_id(user_id, name)]))
+
+    # ---- facts
+
+    def remember(self, user_id: str, name: str, fact: str) -> Fact:
+        """Store a fact about a concept ("bo's birthday is May 3")."""
+        record = self.get_concept(user_id, name)
+        text = fact.strip() if isinstance(fact, str) else ""
+        if not text:
+            msg = f"The fact about {name!r} is empty: say what to remember."
+            raise ValueError(msg)
+        item = Fact(id=uuid.uuid4().hex[:12], concept=name, text=text, created=_now())
+        centroid = self._call(
+            lambda: self.concepts.get(ids=[_record_id(user_id, record.name)], include=["embeddings"])
+        )["embeddings"][0]
+        self._call(
+            lambda: self.facts.add(
+                ids=[_record_id(user_id, name, "fact", item.id)],
+                embeddings=[centroid],
+                documents=[text],
+                metadatas=[{"user_id": user_id, "concept": name, "fact_id": item.id, "created": item.created}],
+            )
+        )
+        return item
+
+    def list_facts(self, user_id: str, name: str) -> list[Fact]:
+        """The facts remembered about a concept, oldest first."""
+        self.get_concept(user_id, name)
+        found = self._call(lambda: self.facts.get(where={"$and": [{"user_id": user_id}, {"concept": name}]}))
+        facts = [
+            Fact(id=m["fact_id"], concept=name, text=doc, created=m["created"])
+            for m, doc in zip(found["metadatas"], found["documents"], strict=True)
+        ]
+        return sorted(facts, key=lambda f: (f.created, f.id))
+
+    def forget_fact(self, user_id: str, name: str, fact_id: str) -> None:
+        """Remove one fact; `UnknownConceptError` names a fact id the concept does not have."""
+        if fact_id not in {f.id for f in self.list_facts(user_id, name)}:
+            msg = f"Concept {name!r} has no fact {fact_id!r}; list its facts to see their ids."
+            raise UnknownConceptError(msg)
+        self._call(lambda: self.facts.delete(ids=[_record_id(user_id, name, "fact", fact_id)]))
+
+    # ---- recognition
+
+    def recognize(self, user_id: str, image: ImageInput) -> list[Recognition]:
+        """This user's concepts whose photos resemble `image` above their thresholds, best first."""
+        _check_user(user_id)
+        vector = self.embedder.embed([load_image(image)])[0]
+        records = {c.name: c for c in self.list_concepts(user_id)}
+        if not records:
+            return []
+        found = self._call(
+            lambda: self.photos.query(
+                query_embeddings=[vector.numpy()],
+                n_results=min(sum(c.photo_count for c in records.values()), 256),
+                where={"user_id": user_id},
+                include=["metadatas", "distances"],
+            )
+        )
+        best: dict[str, float] = {}
+        for metadata, distance in zip(found["metadatas"][0], found["distances"][0], strict=True):
+            score = 1.0 - float(distance)
+            best[metadata["concept"]] = max(score, best.get(metadata["concept"], -1.0))
+        hits = [
+            Recognition(name, score, records[name].threshold)
+            for name, score in best.items()
+            if name in records and score >= records[name].threshold
+        ]
+        return sorted(hits, key=lambda r: r.score, reverse=True)
+
+    # ---- negative pool
+
+    def index_pool(self, folder: str | Path) -> int:
+        """Add the photos of a folder to the negative pool (only those not indexed yet)."""
+        from yollava_agent.training.negatives import NegativePool
+
+        pool = NegativePool([folder], self.embedder, cache_dir=self.home / "clip-cache")
+        ids = [_record_id("pool", pool.label(i)) for i in range(len(pool))]
+        known = set(self._call(lambda: self.negatives.get(ids=ids, include=[]))["ids"]) if ids else set()
+        new = [i for i, record_id in enumerate(ids) if record_id not in known]
+        if new:
+            vectors = pool.embeddings()
+            self._call(
+                lambda: self.negatives.add(
+                    ids=[ids[i] for i in new],
+                    embeddings=[vectors[i].numpy() for i in new],
+                    metadatas=[{"path": pool.label(i)} for i in new],
+                )
+            )
+        if Path(folder) not in self.pool_folders:
+            self.pool_folders.append(Path(folder))
+        return len(new)
+
+
+def _photo_bytes(photo: ImageInput, image: Image.Image) -> tuple[bytes, str]:
+    """The bytes to keep of a photo: the file as given, else a PNG of the image."""
+    if isinstance(photo, str | Path) and not str(photo).startswith(("data:", "http")):
+        path = Path(str(photo).removeprefix("file://")).expanduser()
+        return path.read_bytes(), path.suffix.lower() or ".jpg"
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue(), ".png"
+
