@@ -148,6 +148,8 @@ class ConceptRecord:
     photo_count: int
     created: str
     updated: str
+    uid: str
+    """Unique per added concept: tells a concept from a later one of the same name."""
     error: str = ""
     """Why training failed, for status `failed`."""
 
@@ -163,6 +165,7 @@ class ConceptRecord:
             photo_count=int(metadata["photo_count"]),
             created=metadata["created"],
             updated=metadata["updated"],
+            uid=metadata["uid"],
             error=metadata.get("error", ""),
         )
 
@@ -224,7 +227,8 @@ class ConceptStore:
         self.clip = clip or ClipConfig()
         self.embedder = ClipEmbedder(self.clip)
         self.pool_folders = [Path(p) for p in pool_folders]
-        self._lock = threading.RLock()
+        self.lock = threading.RLock()
+        """Held for every change, so that check-then-write sequences are atomic in-process."""
         self.client = self._connect(host, port)
         function = ClipEmbeddingFunction(self.clip.model_name, self.clip.pretrained)
         function.embedder = self.embedder  # one CLIP model in memory, whatever the collection
@@ -333,7 +337,7 @@ class ConceptStore:
         if not photos:
             msg = f"Concept {name!r} needs at least one photo; none were given."
             raise ValueError(msg)
-        with self._lock:
+        with self.lock:
             if self._call(lambda: self.concepts.get(ids=[_record_id(user_id, name)]))["ids"]:
                 msg = (
                     f"You already have a concept named {name!r}. Forget it first, or choose "
@@ -358,6 +362,8 @@ class ConceptStore:
         return self.get_concept(user_id, name)
 
     def _write_photos(self, folder: Path, blobs: list[tuple[bytes, str]]) -> list[Path]:
+        if folder.exists():  # left by a concept of this name forgotten mid-write: no record has it
+            shutil.rmtree(folder)
         staging = folder.parent / f".{folder.name}.new-{uuid.uuid4().hex[:8]}"
         try:
             (staging / "photos").mkdir(parents=True)
@@ -401,6 +407,7 @@ class ConceptStore:
             "photo_count": len(unique),
             "created": now,
             "updated": now,
+            "uid": uuid.uuid4().hex,
             "error": "",
         }
         self._call(
@@ -432,7 +439,7 @@ class ConceptStore:
         if status not in STATUSES:
             msg = f"Unknown status {status!r}: use one of {list(STATUSES)}."
             raise ValueError(msg)
-        with self._lock:
+        with self.lock:
             record = self.get_concept(user_id, name)
             update: dict[str, Any] = {"status": status, "updated": _now(), "error": error}
             if artifact_path is not None:
@@ -448,7 +455,7 @@ class ConceptStore:
 
     def forget(self, user_id: str, name: str) -> None:
         """Remove the concept: its records, facts, photos and trained artifact, nothing else."""
-        with self._lock:
+        with self.lock:
             self.get_concept(user_id, name)
             self._delete_records(user_id, name)
             folder = self.concept_dir(user_id, name)

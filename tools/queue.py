@@ -11,12 +11,15 @@ Not here: choosing photos (the store has them) and the tools that call this.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
+import shutil
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 from yollava_agent.errors import UnknownConceptError, YoLLaVAError
@@ -32,7 +35,10 @@ from yollava_agent.memory.store import ConceptStore
 logger = logging.getLogger(__name__)
 
 JobState = Literal["queued", "running", "done", "failed", "cancelled"]
-INTERRUPTED = "interrupted before it finished (the process stopped); teach it again to retry"
+INTERRUPTED = (
+    "interrupted before it finished (the process stopped); teach it again with no photos to "
+    "retrain it from its stored photos"
+)
 
 
 class JobRunningError(YoLLaVAError, ValueError):
@@ -45,6 +51,8 @@ class TrainingJob:
 
     user_id: str
     name: str
+    concept_uid: str
+    """The concept's `uid`: a job never settles a later concept of the same name."""
     state: JobState = "queued"
     progress: TrainingEvent | None = None
     error: str = ""
@@ -86,6 +94,7 @@ class TrainingQueue:
         self._jobs: dict[tuple[str, str], TrainingJob] = {}
         self._lock = threading.Lock()
         self._pending: queue.Queue[TrainingJob | None] = queue.Queue()
+        self._closing = False
         self.fail_interrupted()
         self._worker = threading.Thread(target=self._work, name="yollava-training", daemon=True)
         self._worker.start()
@@ -115,7 +124,7 @@ class TrainingQueue:
                     "or cancel it first."
                 )
                 raise JobRunningError(msg)
-            job = TrainingJob(user_id, record.name)
+            job = TrainingJob(user_id, record.name, record.uid)
             self._jobs[(user_id, name)] = job
         self.store.set_status(user_id, name, "training")
         self._pending.put(job)
@@ -127,16 +136,21 @@ class TrainingQueue:
             return self._jobs.get((user_id, name))
 
     def cancel(self, user_id: str, name: str, timeout: float | None = 60.0) -> bool:
-        """Stop a queued or running job and wait for it to stop; False when none was active."""
+        """Stop a queued or running job; True once it has stopped, False when none was active
+        or a running job did not stop within `timeout`."""
         job = self.job(user_id, name)
         if job is None or job.finished.is_set():
             return False
         job.cancel.set()
-        job.finished.wait(timeout)
-        return True
+        if job.state == "queued":
+            self._finish(job, "cancelled")  # never started: nothing to wait for
+            return True
+        return job.finished.wait(timeout)
 
     def close(self, timeout: float = 60.0) -> None:
-        """Cancel every job and stop the worker."""
+        """Stop the worker; unfinished concepts stay `training`, so the next queue marks them
+        interrupted (failed) and they can be retrained."""
+        self._closing = True
         with self._lock:
             jobs = list(self._jobs.values())
         for job in jobs:
@@ -146,6 +160,8 @@ class TrainingQueue:
 
     def _work(self) -> None:
         while (job := self._pending.get()) is not None:
+            if job.finished.is_set():
+                continue  # cancelled while queued
             if job.cancel.is_set():
                 self._finish(job, "cancelled")
                 continue
@@ -169,12 +185,11 @@ class TrainingQueue:
             self._runtime = self._runtime_factory()
         record = self.store.get_concept(job.user_id, job.name)
         photos = self.store.photo_paths(job.user_id, job.name)
-        others = [
-            path
-            for other in self.store.list_concepts(job.user_id)
-            if other.name != job.name
-            for path in self.store.photo_paths(job.user_id, other.name)
-        ]
+        others: list[Path] = []
+        for other in self.store.list_concepts(job.user_id):
+            if other.name != job.name:
+                with contextlib.suppress(UnknownConceptError):  # forgotten meanwhile
+                    others.extend(self.store.photo_paths(job.user_id, other.name))
         pool = NegativePool(
             [*self.store.pool_folders, *others], self.store.embedder, self.store.home / "clip-cache"
         )
@@ -193,16 +208,26 @@ class TrainingQueue:
             report,
             job.cancel,
         )
-        self._settle(job, "ready", artifact_path=folder)
+        if not self._settle(job, "ready", artifact_path=folder):
+            shutil.rmtree(folder, ignore_errors=True)  # its concept was forgotten meanwhile
+            with contextlib.suppress(OSError):
+                folder.parent.rmdir()  # the concept folder, if nothing else is in it
 
-    def _settle(self, job: TrainingJob, status: str, **details: object) -> None:
-        try:
+    def _settle(self, job: TrainingJob, status: str, **details: object) -> bool:
+        """Record the job's outcome on its concept; False when that concept is gone."""
+        with self.store.lock:
+            try:
+                record = self.store.get_concept(job.user_id, job.name)
+            except UnknownConceptError:
+                record = None
+            if record is None or record.uid != job.concept_uid:
+                logger.info("Concept %r was forgotten while training", job.name)
+                return False
             self.store.set_status(job.user_id, job.name, status, **details)  # type: ignore[arg-type]
-        except UnknownConceptError:
-            logger.info("Concept %r was forgotten while training", job.name)
+            return True
 
     def _finish(self, job: TrainingJob, state: JobState) -> None:
-        if state == "cancelled":
+        if state == "cancelled" and not self._closing:
             self._settle(job, "taught")
         job.state = state
         job.finished.set()

@@ -13,6 +13,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from tqdm import tqdm
@@ -20,10 +21,9 @@ from tqdm import tqdm
 from yollava_agent.chat_model import ChatYoLLaVA
 from yollava_agent.concept import Concept
 from yollava_agent.errors import YoLLaVAError
-from yollava_agent.loading import load_llava, shared_runtime
-from yollava_agent.paths import concepts_home
+from yollava_agent.loading import load_llava, runtime_or_tiny
+from yollava_agent.paths import concepts_home, data_home
 from yollava_agent.sources import ActiveConcept
-from yollava_agent.tiny import TINY_MODEL_NAME
 from yollava_agent.training.config import TrainingConfig
 from yollava_agent.training.negatives import ClipConfig, ClipEmbedder, NegativePool
 from yollava_agent.training.pool import COCO_VAL2017_URL, default_pool_dir, download_pool
@@ -36,28 +36,13 @@ CHAT_HELP = """Type a message and press Enter. Commands:
   /clear         forget this conversation
   /quit          leave"""
 
-TINY_WARNING = (
-    "Running on the offline tiny model: its weights are random, so its answers are meaningless. "
-    "For real answers download a LLaVA checkpoint once (e.g. `hf download {model}`) and run "
-    "again, or pass --model with a local checkpoint folder."
-)
-
-
 def _start_chat_model(args: argparse.Namespace, say: Callable[[str], None]) -> ChatYoLLaVA:
-    model = args.model
-    try:
-        runtime = shared_runtime(model, args.device, args.dtype)
-    except YoLLaVAError as e:
-        if model is not None:
-            raise
-        say(f"Could not load the default model: {e}")
-        model = TINY_MODEL_NAME
-        runtime = shared_runtime(model, args.device, args.dtype)
-    if runtime.model_id == TINY_MODEL_NAME:
-        say(TINY_WARNING.format(model=args.model or "llava-hf/llava-1.5-7b-hf"))
+    runtime, notice = runtime_or_tiny(args.model, args.device, args.dtype)
+    if notice:
+        say(notice)
     concepts = [Concept.from_pretrained(folder, base=runtime.base) for folder in args.concept]
     return ChatYoLLaVA(
-        model=model,
+        model=runtime.model_id,
         device=args.device,
         dtype=args.dtype,
         max_new_tokens=args.max_tokens,
@@ -219,7 +204,8 @@ def _write(text: str) -> None:
     sys.stdout.flush()
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> tuple[argparse.ArgumentParser, Any]:
+    """The `yollava` parser and its sub-command group (the UI package adds `ui` to it)."""
     parser = argparse.ArgumentParser(prog="yollava", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     chat = commands.add_parser("chat", help="chat in the terminal")
@@ -267,12 +253,12 @@ def _parser() -> argparse.ArgumentParser:
     concepts_parser = commands.add_parser("concepts", help="list taught concepts")
     concepts_parser.add_argument("--dir", type=Path, default=concepts_home(), help="concepts folder")
     concepts_parser.set_defaults(handler=_concepts)
-    return parser
+    return parser, commands
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the `yollava` console script."""
-    args = _parser().parse_args(argv)
+def main(argv: Sequence[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:
+    """Run a `yollava` sub-command (the console script enters through `yollava_agent.ui.cli`)."""
+    args = (parser or build_parser()[0]).parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.handler(args)

@@ -17,6 +17,7 @@ import threading
 import torch
 from transformers import AutoConfig, AutoProcessor, LlavaForConditionalGeneration
 from huggingface_hub import constants as hf_constants
+from huggingface_hub import try_to_load_from_cache
 
 from yollava_agent.errors import ModelLoadError
 from yollava_agent.paths import data_home
@@ -132,3 +133,46 @@ def shared_runtime(
         if key not in _shared:
             _shared[key] = load_llava(model_id, resolved_device, resolved_dtype)
         return _shared[key]
+
+
+TINY_NOTICE = (
+    "Running on the offline tiny model: its weights are random, so its answers are meaningless. "
+    "For real answers download a LLaVA checkpoint once where there is network (`hf download "
+    f"{GPU_DEFAULT_MODEL}`, or {CPU_DEFAULT_MODEL} for a CPU) and start again, or pass a local "
+    "checkpoint folder as the model."
+)
+
+
+def in_hub_cache(repo_id: str, filename: str = "config.json") -> bool:
+    """True when `filename` of the hub repository is in the local Hugging Face cache."""
+    return isinstance(try_to_load_from_cache(repo_id, filename), str)
+
+
+def runtime_or_tiny(
+    model: str | None = None,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
+) -> tuple[LlavaRuntime, str]:
+    """The shared runtime for `model`, or, when no model was named and the default is not in the
+    Hugging Face cache (nothing is downloaded unasked), the tiny one; with a notice for people
+    ("" for a real model).
+
+    A model named explicitly that cannot be loaded raises its `ModelLoadError`.
+    """
+    notice = ""
+    fallback = model is None and not in_hub_cache(default_model(resolve_device(device)))
+    try:
+        if fallback:
+            missing = default_model(resolve_device(device))
+            msg = f"The default model {missing!r} is not in the Hugging Face cache ({hf_constants.HF_HUB_CACHE})"
+            raise ModelLoadError(msg)
+        runtime = shared_runtime(model, device, dtype)
+    except ModelLoadError as e:
+        if model is not None:
+            raise
+        logger.warning("Falling back to the tiny model: %s", e)
+        notice = f"Could not load the default model: {e}. "
+        runtime = shared_runtime(TINY_MODEL_NAME, device, dtype)
+    if runtime.model_id == TINY_MODEL_NAME:
+        notice += TINY_NOTICE
+    return runtime, notice

@@ -53,7 +53,7 @@ def test_chat_reports_a_bad_concept_folder_and_goes_on(tmp_path: Path) -> None:
 def test_console_script_falls_back_to_tiny_offline() -> None:
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     result = subprocess.run(
-        [sys.executable, "-m", "yollava_agent.cli", "chat", "--max-tokens", "3"],
+        [sys.executable, "-m", "yollava_agent.ui.cli", "chat", "--max-tokens", "3"],
         input="Hello\n/quit\n",
         capture_output=True,
         text=True,
@@ -64,12 +64,13 @@ def test_console_script_falls_back_to_tiny_offline() -> None:
     assert result.returncode == 0, result.stderr
     assert "Could not load the default model" in result.stdout
     assert "offline tiny model" in result.stdout and "meaningless" in result.stdout
+    assert "hf download llava-hf/llava-1.5-7b-hf" in result.stdout
     assert "yollava> " in result.stdout
 
 
 def test_console_script_fails_clearly_for_a_named_missing_model() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "yollava_agent.cli", "chat", "--model", "acme/none"],
+        [sys.executable, "-m", "yollava_agent.ui.cli", "chat", "--model", "acme/none"],
         input="/quit\n",
         capture_output=True,
         text=True,
@@ -95,7 +96,7 @@ def test_example_runs_offline() -> None:
 
 def _yollava(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "yollava_agent.cli", *args],
+        [sys.executable, "-m", "yollava_agent.ui.cli", *args],
         input=stdin,
         capture_output=True,
         text=True,

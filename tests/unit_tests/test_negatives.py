@@ -6,7 +6,6 @@ ViT-B-32: similarities are meaningless as semantics but deterministic, which is 
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections.abc import Sequence

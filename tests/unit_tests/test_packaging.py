@@ -28,7 +28,7 @@ def test_wheel_maps_the_top_level_folders_into_the_package(tmp_path: Path) -> No
     top_level = {name.split("/")[0] for name in names}
     assert top_level == {"yollava_agent", wheel.name.split("-")[0] + "-0.1.0.dist-info"}
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
-    assert "yollava = yollava_agent.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "yollava = yollava_agent.ui.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 
 
 def test_core_imports_none_of_memory_tools_or_ui() -> None:
