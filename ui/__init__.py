@@ -1,5 +1,25 @@
-"""The Gradio chat app (`yollava_agent.ui`).
+"""The Gradio chat app (`yollava_agent.ui`): `build_app(ctx)` and its handlers; `yollava ui` runs it."""
 
-Shipped inside the wheel as `yollava_agent.ui`. The app arrives with the UI issue; until then the
-main job is the terminal chat, `yollava chat`.
-"""
+from yollava_agent.ui.app import (
+    HELP,
+    AppContext,
+    build_app,
+    concept_gallery,
+    load_conversation,
+    loss_curves,
+    respond,
+    run_command,
+    training_progress,
+)
+
+__all__ = [
+    "HELP",
+    "AppContext",
+    "build_app",
+    "concept_gallery",
+    "load_conversation",
+    "loss_curves",
+    "respond",
+    "run_command",
+    "training_progress",
+]

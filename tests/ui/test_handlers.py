@@ -1,0 +1,155 @@
+"""The app's handlers called directly: commands, streamed answers, history, progress, gallery."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+
+from tests.conftest import make_photo
+from tests.ui.conftest import make_context
+from yollava_agent.ui import (
+    HELP,
+    build_app,
+    concept_gallery,
+    load_conversation,
+    loss_curves,
+    respond,
+    run_command,
+    training_progress,
+)
+
+
+def _photos(folder: Path, count: int = 3) -> list[str]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(count):
+        path = folder / f"bo{i}.png"
+        make_photo((220, 40 + 25 * i, 30)).save(path)
+        paths.append(str(path))
+    return paths
+
+
+def _last(updates) -> list[dict]:
+    *_, final = updates
+    return final
+
+
+def _teach_and_wait(ctx, tmp_path: Path, user: str = "local") -> None:
+    reply = run_command(ctx, user, "/teach bo my red mug", _photos(tmp_path / "photos"))
+    assert "bo" in reply
+    job = ctx.queue.job(user, "bo")
+    assert job is not None and job.finished.wait(120), "training did not finish"
+    assert ctx.store.get_concept(user, "bo").status == "ready"
+
+
+def test_help_and_unknown_commands(ctx) -> None:
+    assert run_command(ctx, "local", "/help", []) == HELP
+    unknown = run_command(ctx, "local", "/dance now", [])
+    assert unknown.startswith("Unknown command `/dance`") and HELP in unknown
+
+
+def test_teach_needs_a_name_and_photos(ctx) -> None:
+    assert "Say which name to teach" in run_command(ctx, "local", "/teach", [])
+    assert "Attach 3 to 10 photos of bo" in run_command(ctx, "local", "/teach bo", [])
+    assert ctx.store.list_concepts("local") == []
+
+
+def test_teach_a_bad_name_or_a_non_image_answers_in_the_chat(ctx, tmp_path: Path) -> None:
+    bad_name = run_command(ctx, "local", "/teach ../bo", _photos(tmp_path / "p"))
+    assert "'../bo' is not a safe identifier" in bad_name
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a photo")
+    not_image = run_command(ctx, "local", "/teach bo", [str(notes)])
+    assert "notes.txt" in not_image and "not an image" in not_image
+    assert ctx.store.list_concepts("local") == []
+
+
+def test_teach_trains_in_the_background_and_fills_the_gallery(ctx, tmp_path: Path) -> None:
+    _teach_and_wait(ctx, tmp_path)
+    status = run_command(ctx, "local", "/status bo", [])
+    assert "ready" in status
+    items, cards = concept_gallery(ctx, "local")
+    assert [caption for _, caption in items] == ["bo · ready"]
+    assert Path(items[0][0]).is_file()
+    assert "### bo · ready" in cards and "my red mug" in cards
+    curves = loss_curves(ctx, "local")
+    assert list(curves["epoch"]) == [1, 2, 3] and set(curves["concept"]) == {"bo"}
+    assert training_progress(ctx, "local") == "No training running."
+
+
+def test_progress_shows_epoch_loss_and_time_left(ctx, tmp_path: Path) -> None:
+    from yollava_agent.training.trainer import TrainingEvent
+
+    run_command(ctx, "local", "/teach bo", _photos(tmp_path / "photos"))
+    job = ctx.queue.job("local", "bo")
+    job.finished.wait(120)
+    job.state = "running"  # a job caught mid-epoch, as the timer sees it
+    job.progress = TrainingEvent(2, 3, 5, 10, 0.4321, 0.75, 3.0, 12.0)
+    text = training_progress(ctx, "local")
+    assert "<progress value='15' max='30'></progress>" in text
+    assert "epoch 2/3 · loss 0.432 · accuracy 0.75 · about 12 s left" in text
+
+
+def test_facts_and_forget_through_commands(ctx, tmp_path: Path) -> None:
+    _teach_and_wait(ctx, tmp_path)
+    assert "Say the concept and the fact" in run_command(ctx, "local", "/fact bo", [])
+    run_command(ctx, "local", "/fact bo bo was a gift from Ana", [])
+    assert "bo was a gift from Ana" in concept_gallery(ctx, "local")[1]
+    forgot = run_command(ctx, "local", "/forget bo", [])
+    assert "bo" in forgot
+    assert ctx.store.list_concepts("local") == []
+    assert concept_gallery(ctx, "local") == ([], "No concepts yet: `/teach NAME` with photos.")
+
+
+def test_answers_stream_and_the_conversation_survives_a_restart(ctx, tmp_path: Path) -> None:
+    updates = list(respond(ctx, "local", {"text": "Hello there", "files": []}, []))
+    assert len(updates) >= 2
+    final = updates[-1]
+    assert final[0] == {"role": "user", "content": "Hello there"}
+    assert final[-1]["role"] == "assistant"
+
+    photo = _photos(tmp_path / "q", 1)[0]
+    with_photo = _last(respond(ctx, "local", {"text": "What is this?", "files": [photo]}, final))
+    kept = with_photo[len(final)]["content"]["path"]
+    assert kept.startswith(str(ctx.uploads)) and Path(kept).is_file()
+
+    ctx.queue.close()
+    restarted = make_context(ctx.store.home)
+    try:
+        history = load_conversation(restarted, "local")
+        assert [m["role"] for m in history] == ["user", "assistant", "user", "user", "assistant"]
+        assert history[0]["content"] == "Hello there"
+        assert history[2]["content"] == {"path": kept}
+        assert load_conversation(restarted, "someone-else") == []
+        assert _last(respond(restarted, "local", {"text": "/clear", "files": []}, history))[0]["content"].startswith("Started a new")
+        assert load_conversation(restarted, "local") == []
+    finally:
+        restarted.queue.close()
+
+
+def test_a_non_image_attachment_gets_an_answer_not_a_crash(ctx, tmp_path: Path) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("hello")
+    final = _last(respond(ctx, "local", {"text": "What is this?", "files": [str(notes)]}, []))
+    assert final[-1]["role"] == "assistant"
+    assert "not an image" in final[-1]["content"] and "Attach photos" in final[-1]["content"]
+
+
+def test_each_user_sees_only_their_concepts(ctx, tmp_path: Path) -> None:
+    _teach_and_wait(ctx, tmp_path, user="alice")
+    assert concept_gallery(ctx, "bob") == ([], "No concepts yet: `/teach NAME` with photos.")
+    assert "bo" not in run_command(ctx, "bob", "/concepts", []).replace("bob", "")
+    assert "Unknown concept 'bo'" in run_command(ctx, "bob", "/forget bo", [])
+    assert ctx.store.get_concept("alice", "bo").status == "ready"
+
+
+def test_build_app_shows_the_notice(tmp_path: Path) -> None:
+    context = make_context(tmp_path / "home", notice="Running on the offline tiny model.")
+    try:
+        app = build_app(context)
+        assert isinstance(app, gr.Blocks)
+        notices = [b for b in app.blocks.values() if getattr(b, "elem_id", None) == "notice"]
+        assert notices and "offline tiny model" in notices[0].value
+    finally:
+        context.queue.close()

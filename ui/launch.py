@@ -1,0 +1,94 @@
+"""`yollava ui`: assemble the app's parts from command-line settings and serve it.
+
+The model falls back to the offline tiny one (with a plain notice on the page) when no model was
+named and the default cannot be loaded; CLIP falls back to random weights the same way, so the app
+always starts. Binds 127.0.0.1 unless `--host` says otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from yollava_agent.chat_model import ChatYoLLaVA
+from yollava_agent.errors import ModelLoadError
+from yollava_agent.loading import in_hub_cache, runtime_or_tiny
+from yollava_agent.memory import ConceptStore
+from yollava_agent.paths import data_home
+from yollava_agent.tools.queue import TrainingQueue
+from yollava_agent.training.config import TrainingConfig
+from yollava_agent.training.negatives import ClipConfig, ClipEmbedder
+from yollava_agent.training.pool import default_pool_dir
+from yollava_agent.ui.app import AppContext, build_app
+
+logger = logging.getLogger(__name__)
+
+CLIP_NOTICE = (
+    "CLIP weights {tag!r} for {model} are not in the Hugging Face cache, so photo recognition "
+    "and hard negatives use random weights and mean nothing. Download them once where there is "
+    "network (run `yollava teach` once), or pass --clip-pretrained /path/to/weights."
+)
+
+
+def clip_or_random(model_name: str, pretrained: str | None) -> tuple[ClipConfig, str]:
+    """The CLIP config to use, falling back to random weights (with a notice) if unavailable."""
+    config = ClipConfig(model_name=model_name, pretrained=pretrained)
+    if pretrained is None:
+        return config, ""
+    notice = CLIP_NOTICE.format(tag=pretrained, model=model_name)
+    if not Path(pretrained).is_file() and not _clip_cached(model_name, pretrained):
+        logger.warning("CLIP %s %s is not in the Hugging Face cache: random weights", model_name, pretrained)
+        return ClipConfig(model_name=model_name), notice
+    try:
+        ClipEmbedder(config).dim  # noqa: B018 - builds the model, or fails at once offline
+    except ModelLoadError as e:
+        logger.warning("CLIP fallback to random weights: %s", e)
+        return ClipConfig(model_name=model_name), notice
+    return config, ""
+
+
+def _clip_cached(model_name: str, tag: str) -> bool:
+    import open_clip
+
+    hub = (open_clip.get_pretrained_cfg(model_name, tag) or {}).get("hf_hub", "").rstrip("/")
+    files = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+    return bool(hub) and any(in_hub_cache(hub, name) for name in files)
+
+
+def make_context(args: argparse.Namespace) -> AppContext:
+    """Load the model, CLIP, store and queue for the app."""
+    home = Path(args.data) if args.data else data_home()
+    runtime, notice = runtime_or_tiny(args.model, args.device, args.dtype)
+    pretrained = None if args.clip_pretrained.lower() == "none" else args.clip_pretrained
+    clip, clip_notice = clip_or_random(args.clip_model, pretrained)
+    pools = [p for p in default_pool_dir().glob("*") if p.is_dir()] if default_pool_dir().is_dir() else []
+    store = ConceptStore(home, clip=clip, pool_folders=pools)
+    config = TrainingConfig(epochs=args.epochs, batch_size=args.batch_size)
+    queue = TrainingQueue(store, runtime.model_id, args.device, args.dtype, config=config)
+    chat_model = ChatYoLLaVA(
+        model=runtime.model_id, device=args.device, dtype=args.dtype, max_new_tokens=args.max_tokens
+    )
+    return AppContext(
+        chat_model=chat_model,
+        store=store,
+        queue=queue,
+        history_url=f"sqlite:///{home / 'chats.sqlite'}",
+        uploads=home / "uploads",
+        notice=" ".join(n for n in (notice, clip_notice) if n),
+    )
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Build and launch the app; blocks until stopped."""
+    auth = []
+    for pair in args.auth:
+        user, sep, password = pair.partition(":")
+        if not sep or not user or not password:
+            msg = f"--auth {pair!r} must be USER:PASSWORD."
+            raise ValueError(msg)
+        auth.append((user, password))
+    ctx = make_context(args)
+    app = build_app(ctx)
+    app.queue().launch(server_name=args.host, server_port=args.port, auth=auth or None)
+    return 0
