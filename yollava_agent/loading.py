@@ -69,6 +69,13 @@ def default_model(device: torch.device) -> str:
     return GPU_DEFAULT_MODEL if device.type == "cuda" else CPU_DEFAULT_MODEL
 
 
+def _resolve(
+    model: str | None, device: str | torch.device | None, dtype: str | torch.dtype | None
+) -> tuple[str, torch.device, torch.dtype]:
+    resolved_device = resolve_device(device)
+    return model or default_model(resolved_device), resolved_device, resolve_dtype(dtype, resolved_device)
+
+
 def _load_error(model: str, cause: Exception) -> ModelLoadError:
     reason = str(cause).strip().splitlines()[0].rstrip(".") if str(cause).strip() else ""
     msg = (
@@ -88,9 +95,7 @@ def load_llava(
     dtype: str | torch.dtype | None = None,
 ) -> LlavaRuntime:
     """Load a LLaVA checkpoint (hub id, local folder, or 'tiny') with its processor."""
-    resolved_device = resolve_device(device)
-    resolved_dtype = resolve_dtype(dtype, resolved_device)
-    model_id = model or default_model(resolved_device)
+    model_id, resolved_device, resolved_dtype = _resolve(model, device, dtype)
     source = model_id
     if model_id == TINY_MODEL_NAME:
         source = str(build_tiny_llava(tiny_model_dir(data_home() / "models")))
@@ -125,9 +130,7 @@ def shared_runtime(
     dtype: str | torch.dtype | None = None,
 ) -> LlavaRuntime:
     """The one runtime for these settings in this process, loaded on first use."""
-    resolved_device = resolve_device(device)
-    resolved_dtype = resolve_dtype(dtype, resolved_device)
-    model_id = model or default_model(resolved_device)
+    model_id, resolved_device, resolved_dtype = _resolve(model, device, dtype)
     key = (model_id, str(resolved_device), str(resolved_dtype))
     with _shared_lock:
         if key not in _shared:
