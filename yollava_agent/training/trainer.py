@@ -8,7 +8,10 @@ tokens only. Each epoch's training recognition accuracy is read off the first an
 ("Yes"/"No") of the recognition turns in the same forward pass; the kept rows are those of the
 best epoch after the warm-up.
 
-Not here (measured later, in the speed work): prefix caching, batching by photo, compiled steps.
+Two ways to compute a step, chosen by `TrainingConfig.fast`: `_full_sequence_step` (the reference:
+the whole sequence, vision tower included, through the model, logits everywhere) and the cached-
+prefix step of `fast.py` (same batches, same loss, same gradients up to float rounding). Not here:
+compiled steps (measured in `benchmarks/train_speed.py`).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from yollava_agent.training.data import (
     recognition_samples,
     text_samples,
 )
+from yollava_agent.training.fast import FastPath, unsupported_reason
 
 logger = logging.getLogger(__name__)
 
@@ -263,6 +267,53 @@ def _batch(encoded: Sequence[_Encoded], encoder: _Encoder, flips: Sequence[bool]
     return batch
 
 
+StepFunction = Callable[[Sequence[_Encoded], Sequence[bool]], tuple[torch.Tensor, int, int]]
+"""One step's loss (mean cross-entropy over every answer token of the batch), first-token hits, judged."""
+
+
+def _full_sequence_step(
+    runtime: LlavaRuntime, encoder: _Encoder, chosen: Sequence[_Encoded], flips: Sequence[bool], pad_id: int
+) -> tuple[torch.Tensor, int, int]:
+    """The reference step: whole sequences through the model (vision tower included), logits everywhere."""
+    batch = _batch(chosen, encoder, flips, pad_id, runtime.device, runtime.dtype)
+    labels = batch.pop("labels")
+    logits = runtime.model(**batch).logits.float()
+    targets = labels[:, 1:]
+    loss = torch.nn.functional.cross_entropy(
+        logits[:, :-1].reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100
+    )
+    correct, judged = 0, 0
+    with torch.no_grad():
+        for row, item in enumerate(chosen):
+            if item.kind != "text":
+                first = item.answer_start
+                judged += 1
+                correct += int(logits[row, first - 1].argmax() == labels[row, first])
+    return loss, correct, judged
+
+
+def _step_function(
+    runtime: LlavaRuntime, rows: _ConceptRows, encoder: _Encoder, encoded: list[_Encoded], config: TrainingConfig
+) -> StepFunction:
+    """The fast cached-prefix step when `config.fast` (and the samples allow it), else the reference."""
+    pad_id = runtime.tokenizer.pad_token_id or runtime.tokenizer.eos_token_id
+    if config.fast:
+        reason = unsupported_reason(runtime, encoded, rows.first_id, rows.count)
+        if reason is None:
+            return FastPath(
+                runtime,
+                encoder,
+                encoded,
+                rows.first_id,
+                rows.count,
+                cache_device=config.prefix_cache_device,
+                cache_dtype=getattr(torch, config.prefix_cache_dtype) if config.prefix_cache_dtype else None,
+                cache_bytes=None if config.prefix_cache_gib is None else int(config.prefix_cache_gib * 2**30),
+            )
+        logger.warning("Fast training path unavailable (%s): using the full-sequence path.", reason)
+    return lambda chosen, flips: _full_sequence_step(runtime, encoder, chosen, flips, pad_id)
+
+
 def train_concept(
     runtime: LlavaRuntime,
     name: str,
@@ -334,7 +385,7 @@ def _train_rows(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     rows.to(runtime.device)
     optimizer = torch.optim.AdamW(rows.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-    pad_id = runtime.tokenizer.pad_token_id or runtime.tokenizer.eos_token_id
+    step_function = _step_function(runtime, rows, encoder, encoded, config)
     steps = (len(encoded) + config.batch_size - 1) // config.batch_size
     best: tuple[torch.Tensor, torch.Tensor] | None = None
     best_accuracy = -1.0
@@ -349,23 +400,13 @@ def _train_rows(
                     raise TrainingCancelled(msg)
                 chosen = [encoded[i] for i in order[(step - 1) * config.batch_size : step * config.batch_size]]
                 flips = [rng.random() < config.flip_probability for _ in chosen]
-                batch = _batch(chosen, encoder, flips, pad_id, runtime.device, runtime.dtype)
-                labels = batch.pop("labels")
-                logits = runtime.model(**batch).logits.float()
-                targets = labels[:, 1:]
-                loss = torch.nn.functional.cross_entropy(
-                    logits[:, :-1].reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100
-                )
+                loss, step_correct, step_judged = step_function(chosen, flips)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
                 loss_sum += loss.item()
-                with torch.no_grad():
-                    for row, item in enumerate(chosen):
-                        if item.kind != "text":
-                            first = item.answer_start
-                            judged += 1
-                            correct += int(logits[row, first - 1].argmax() == labels[row, first])
+                correct += step_correct
+                judged += step_judged
                 if on_event is not None:
                     done = (epoch - 1) * steps + step
                     elapsed = time.monotonic() - started
