@@ -24,6 +24,7 @@ import io
 import logging
 import shutil
 import threading
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ import numpy as np
 import torch
 from chromadb.api import ClientAPI
 from chromadb.api.types import EmbeddingFunction, Embeddable
+from chromadb.errors import ChromaError
 from chromadb.utils.embedding_functions import register_embedding_function
 from PIL import Image
 
@@ -44,6 +46,7 @@ from yollava_agent.concept import validate_concept_name
 from yollava_agent.errors import UnknownConceptError, YoLLaVAError
 from yollava_agent.images import ImageInput, load_image
 from yollava_agent.paths import data_home
+from yollava_agent.recognition import DEFAULT_THRESHOLD, calibrate_threshold  # noqa: F401
 from yollava_agent.training.negatives import ClipConfig, ClipEmbedder
 
 logger = logging.getLogger(__name__)
@@ -51,8 +54,6 @@ logger = logging.getLogger(__name__)
 ConceptStatus = Literal["taught", "training", "ready", "failed"]
 STATUSES: tuple[ConceptStatus, ...] = ("taught", "training", "ready", "failed")
 
-DEFAULT_THRESHOLD = 0.8
-"""Recognition threshold when there is nothing to calibrate on (no negatives, one photo)."""
 CALIBRATION_NEGATIVES = 512
 """Most pool photos used to calibrate a concept's threshold."""
 MAX_USER_ID_LENGTH = 200
@@ -76,6 +77,12 @@ class StoreWriteError(StoreError, OSError):
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _is_disk_failure(error: Exception) -> bool:
+    """Chroma reports a full or read-only disk as an internal error; recognise it by its text."""
+    text = str(error).lower()
+    return any(sign in text for sign in ("readonly", "read-only", "disk is full", "disk i/o"))
 
 
 def _check_user(user_id: object) -> str:
@@ -190,27 +197,6 @@ class Recognition:
     threshold: float
 
 
-def calibrate_threshold(photos: torch.Tensor, negatives: torch.Tensor) -> float:
-    """A threshold between the concept's own photos and its negatives.
-
-    Positives score by leave-one-out similarity (each photo against the others), negatives by
-    their best similarity to any photo. Halfway between the lowest positive and the highest
-    negative when they separate; else just above the highest negative (a false "that's bo" is
-    worse than a miss, which training fixes later). With nothing to compare, `DEFAULT_THRESHOLD`.
-    """
-    highest_negative = float((negatives @ photos.T).max()) if len(negatives) else None
-    lowest_positive = None
-    if len(photos) > 1:
-        similarity = photos @ photos.T
-        similarity.fill_diagonal_(-1.0)
-        lowest_positive = float(similarity.max(dim=1).values.min())
-    if highest_negative is None:
-        return DEFAULT_THRESHOLD if lowest_positive is None else min(DEFAULT_THRESHOLD, lowest_positive)
-    if lowest_positive is not None and lowest_positive > highest_negative:
-        return (lowest_positive + highest_negative) / 2
-    return highest_negative + (1.0 - highest_negative) / 4
-
-
 class ConceptStore:
     """Long-term memory of users' concepts, scoped by user id in every call."""
 
@@ -262,6 +248,10 @@ class ConceptStore:
             return chromadb.PersistentClient(path=str(folder), settings=settings)
         except OSError as e:
             raise self._unwritable(folder, e) from e
+        except ChromaError as e:
+            if _is_disk_failure(e):
+                raise self._unwritable(folder, e) from e
+            raise
 
     def _unavailable(self, host: str, port: int, cause: Exception) -> StoreUnavailableError:
         msg = (
@@ -271,9 +261,9 @@ class ConceptStore:
         )
         return StoreUnavailableError(msg)
 
-    def _unwritable(self, folder: Path, cause: OSError) -> StoreWriteError:
+    def _unwritable(self, folder: Path, cause: Exception) -> StoreWriteError:
         msg = (
-            f"Cannot write to the data folder {folder} ({cause.strerror or cause}): check that "
+            f"Cannot write to the data folder {folder} ({getattr(cause, 'strerror', None) or cause}): check that "
             "it is writable and the disk has space, or set YOLLAVA_HOME to another folder. "
             "Nothing already stored was changed."
         )
@@ -288,6 +278,10 @@ class ConceptStore:
                 host, _, port = self._server.rpartition(":")
                 raise self._unavailable(host, int(port), e) from e
             if isinstance(e, OSError):
+                raise self._unwritable(self.home / "chroma", e) from e
+            raise
+        except ChromaError as e:
+            if _is_disk_failure(e):
                 raise self._unwritable(self.home / "chroma", e) from e
             raise
 
@@ -344,26 +338,43 @@ class ConceptStore:
                     "another name."
                 )
                 raise ConceptExistsError(msg)
-            images, blobs = [], []
+            images, blobs, seen = [], [], set()
             for photo in photos:
-                images.append(load_image(photo))
-                blobs.append(_photo_bytes(photo, images[-1]))
+                image = load_image(photo)
+                blob = _photo_bytes(photo, image)
+                digest = hashlib.sha256(blob[0]).hexdigest()
+                if digest not in seen:  # the same photo given twice is one photo
+                    seen.add(digest)
+                    images.append(image)
+                    blobs.append(blob)
             vectors = self.embedder.embed(images)
             threshold = calibrate_threshold(vectors, self._calibration_negatives(user_id))
             folder = self.concept_dir(user_id, name)
+            written = False
             try:
                 paths = self._write_photos(folder, blobs)
+                written = True
                 self._add_records(user_id, name, description, vectors, paths, threshold)
             except BaseException:
-                self._delete_records(user_id, name)
-                shutil.rmtree(folder, ignore_errors=True)
+                if written:  # undo only what this call wrote, never another writer's concept
+                    try:
+                        self._delete_records(user_id, name)
+                    except StoreError as cleanup:
+                        logger.warning("Could not undo the records of %r: %s", name, cleanup)
+                    finally:
+                        shutil.rmtree(folder, ignore_errors=True)
                 raise
         logger.info("Added concept %r for a user (%d photos, threshold %.3f)", name, len(paths), threshold)
         return self.get_concept(user_id, name)
 
     def _write_photos(self, folder: Path, blobs: list[tuple[bytes, str]]) -> list[Path]:
-        if folder.exists():  # left by a concept of this name forgotten mid-write: no record has it
-            shutil.rmtree(folder)
+        if folder.exists():
+            msg = (
+                f"Concept folder {folder} already exists: another writer is adding "
+                f"{folder.name!r} right now, or an interrupted one left it. Try again, or choose "
+                "another name."
+            )
+            raise ConceptExistsError(msg)
         staging = folder.parent / f".{folder.name}.new-{uuid.uuid4().hex[:8]}"
         try:
             (staging / "photos").mkdir(parents=True)
@@ -457,12 +468,20 @@ class ConceptStore:
         """Remove the concept: its records, facts, photos and trained artifact, nothing else."""
         with self.lock:
             self.get_concept(user_id, name)
-            self._delete_records(user_id, name)
             folder = self.concept_dir(user_id, name)
+            retired = folder.parent / f".{name}.forget-{uuid.uuid4().hex[:8]}"
             if folder.exists():
-                retired = folder.parent / f".{name}.forget-{uuid.uuid4().hex[:8]}"
-                folder.rename(retired)
-                shutil.rmtree(retired)
+                try:
+                    folder.rename(retired)
+                except OSError as e:
+                    raise self._unwritable(folder.parent, e) from e
+            try:
+                self._delete_records(user_id, name)
+            except BaseException:
+                if retired.exists():
+                    retired.rename(folder)  # nothing forgotten: records and files stay together
+                raise
+            shutil.rmtree(retired, ignore_errors=True)
         logger.info("Forgot concept %r of a user", name)
 
     def _delete_records(self, user_id: str, name: str) -> None:
@@ -488,7 +507,15 @@ class ConceptStore:
                 ids=[_record_id(user_id, name, "fact", item.id)],
                 embeddings=[centroid],
                 documents=[text],
-                metadatas=[{"user_id": user_id, "concept": name, "fact_id": item.id, "created": item.created}],
+                metadatas=[
+                    {
+                        "user_id": user_id,
+                        "concept": name,
+                        "fact_id": item.id,
+                        "created": item.created,
+                        "order": time.time_ns(),
+                    }
+                ],
             )
         )
         return item
@@ -497,11 +524,12 @@ class ConceptStore:
         """The facts remembered about a concept, oldest first."""
         self.get_concept(user_id, name)
         found = self._call(lambda: self.facts.get(where={"$and": [{"user_id": user_id}, {"concept": name}]}))
-        facts = [
-            Fact(id=m["fact_id"], concept=name, text=doc, created=m["created"])
-            for m, doc in zip(found["metadatas"], found["documents"], strict=True)
+        ordered = sorted(
+            zip(found["metadatas"], found["documents"], strict=True), key=lambda pair: pair[0]["order"]
+        )
+        return [
+            Fact(id=m["fact_id"], concept=name, text=doc, created=m["created"]) for m, doc in ordered
         ]
-        return sorted(facts, key=lambda f: (f.created, f.id))
 
     def forget_fact(self, user_id: str, name: str, fact_id: str) -> None:
         """Remove one fact; `UnknownConceptError` names a fact id the concept does not have."""
