@@ -1,4 +1,5 @@
-"""The `yollava` command line: `yollava chat` (terminal chat), `yollava teach`, `yollava concepts`.
+"""The `yollava` command line: `yollava chat` (terminal chat), `yollava teach`, `yollava concepts`,
+`yollava eval DATASET` (the Yo'LLaVA evaluation protocol).
 
 With no `--model`, the default checkpoint for the device is used when it can be loaded (local
 folder or Hugging Face cache); otherwise the chat starts on the offline `tiny` model and says
@@ -21,6 +22,9 @@ from tqdm import tqdm
 from yollava_agent.chat_model import ChatYoLLaVA
 from yollava_agent.concept import Concept
 from yollava_agent.errors import YoLLaVAError
+from yollava_agent.evaluation.dataset import load_dataset
+from yollava_agent.evaluation.harness import METHODS, EvalConfig, evaluate
+from yollava_agent.evaluation.report import summary_table, write_report
 from yollava_agent.loading import load_llava, runtime_or_tiny
 from yollava_agent.paths import concepts_home, data_home
 from yollava_agent.sources import ActiveConcept
@@ -144,6 +148,33 @@ def _teach(args: argparse.Namespace) -> int:
     return 0
 
 
+def _clip_config(args: argparse.Namespace) -> ClipConfig:
+    pretrained = None if args.clip_pretrained.lower() == "none" else args.clip_pretrained
+    return ClipConfig(model_name=_clip_model_name(args.clip_model), pretrained=pretrained)
+
+
+def _eval(args: argparse.Namespace) -> int:
+    # A broken dataset or setting fails before the model loads.
+    dataset = load_dataset(args.dataset)
+    config = EvalConfig(
+        methods=args.methods,
+        training=TrainingConfig(
+            epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, subject_kind=args.kind
+        ),
+        clip=_clip_config(args),
+        extra_pool=args.negatives,
+        batch_size=args.eval_batch_size,
+        cache_dir=data_home() / "clip-cache",
+    )
+    runtime = load_llava(args.model, args.device, args.dtype)
+    report = evaluate(dataset, runtime, config)
+    out = args.out if args.out is not None else Path(f"eval-{Path(args.dataset).resolve().name}")
+    paths = write_report(report, out)
+    _write(summary_table(report) + "\n\n")
+    _write("".join(f"{kind}: {path}\n" for kind, path in paths.items()))
+    return 0
+
+
 def _download_pool(args: argparse.Namespace) -> int:
     with tqdm(desc="download pool", unit="B", unit_scale=True) as bar:
 
@@ -249,6 +280,46 @@ def build_parser() -> tuple[argparse.ArgumentParser, Any]:
     pool_parser.add_argument("--url", default=COCO_VAL2017_URL, help="a zip of photos (file:// works)")
     pool_parser.add_argument("--name", default=None, help="folder name below negative-pool/")
     pool_parser.set_defaults(handler=_download_pool)
+
+    eval_parser = commands.add_parser(
+        "eval", help="evaluate methods side by side on a dataset (the Yo'LLaVA protocol)"
+    )
+    eval_parser.add_argument(
+        "dataset", type=Path,
+        help="a folder of DATASET/<concept>/train/* and test/* photos, optional "
+        "<concept>/description.txt and qa.json",
+    )
+    eval_parser.add_argument("--model", help="hub id, local folder or 'tiny' (default: by device)")
+    eval_parser.add_argument("--device", help="cpu, cuda or cuda:N")
+    eval_parser.add_argument("--dtype", help="bf16, fp16 or fp32")
+    eval_parser.add_argument(
+        "--methods", nargs="+", choices=METHODS, default=list(METHODS), metavar="METHOD",
+        help=f"which methods to compare (default: all of {', '.join(METHODS)})",
+    )
+    eval_parser.add_argument(
+        "--out", type=Path, default=None,
+        help="folder for results.json, results.md and results.png (default: ./eval-DATASET)",
+    )
+    eval_parser.add_argument("--epochs", type=int, default=15, help="training epochs per concept")
+    eval_parser.add_argument("--batch-size", type=int, default=1, help="training batch size")
+    eval_parser.add_argument("--seed", type=int, default=0)
+    eval_parser.add_argument("--kind", choices=["object", "person"], default="object")
+    eval_parser.add_argument(
+        "--negatives", action="append", default=[], type=Path,
+        help="a folder of extra photos to mine training negatives from (repeatable)",
+    )
+    eval_parser.add_argument(
+        "--eval-batch-size", type=int, default=8, help="questions per forward pass while scoring"
+    )
+    eval_parser.add_argument(
+        "--clip-model", default="ViT-B-32",
+        help="open_clip model name, a model config .json, or 'tiny' (offline test CLIP)",
+    )
+    eval_parser.add_argument(
+        "--clip-pretrained", default="laion2b_s34b_b79k",
+        help="open_clip pretrained tag, a local weights file, or 'none' for random weights",
+    )
+    eval_parser.set_defaults(handler=_eval)
 
     concepts_parser = commands.add_parser("concepts", help="list taught concepts")
     concepts_parser.add_argument("--dir", type=Path, default=concepts_home(), help="concepts folder")

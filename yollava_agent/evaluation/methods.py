@@ -1,0 +1,240 @@
+"""The language-model methods compared, and how one of them is scored on one concept.
+
+- `vanilla`: the base as it is; questions name the concept by its plain name ("Is bo in this
+  photo?") and nothing tells the model who bo is (the paper's Vanilla LLaVA).
+- `description`: the base with a description in the prompt ("bo is a red mug with a white
+  handle."), placed as the chat model places an untrained concept. The dataset's
+  `description.txt` when there is one (the paper's human-written description), else the base's
+  own one-sentence description of the concept's first train photo.
+- `trained`: Yo'LLaVA. `train_concept` on the train photos, with negatives mined by CLIP from the
+  other concepts' train photos plus any extra pool: the nearest ones (hard) and random others
+  (easy), as `TrainingConfig` asks. Questions name the concept `<bo>` after its concept prompt.
+- `trained-no-hard-negatives`: the paper's ablation. The same training with the same number of
+  negatives, all drawn at random from the same pool.
+
+Scoring: recognition asks "Is {c} in this photo?" of the concept's test photos (positives) and of
+every other concept's test photos (negatives), and reads yes/no from the first distinguishing
+answer token (`scoring.py`); two-choice QA shows the options as "A." and "B." and reads the
+letter the same way. Not done: free-text generation, several phrasings per photo (the paper's
+protocol asks one question per photo), and GPT-4V-style reference photos in the prompt.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from PIL import Image
+
+from yollava_agent.concept import Concept, identifier_token
+from yollava_agent.evaluation.dataset import EvalConcept, EvalDataset, QAItem
+from yollava_agent.evaluation.metrics import ConceptResult, qa_accuracy, recognition_accuracy
+from yollava_agent.evaluation.scoring import Query, choose, concept_prompt_tokens
+from yollava_agent.runtime import LlavaRuntime
+from yollava_agent.sources import ActiveConcept
+from yollava_agent.training.config import TrainingConfig
+from yollava_agent.training.data import NEGATIVE_ANSWERS, POSITIVE_ANSWERS, RECOGNITION_QUESTIONS
+from yollava_agent.training.negatives import NegativePool, mine_negatives
+from yollava_agent.training.trainer import LabeledImage, TrainingEvent, train_concept
+
+logger = logging.getLogger(__name__)
+
+VANILLA = "vanilla"
+DESCRIPTION = "description"
+TRAINED = "trained"
+TRAINED_NO_HARD = "trained-no-hard-negatives"
+LLM_METHODS = (VANILLA, DESCRIPTION, TRAINED, TRAINED_NO_HARD)
+
+RECOGNITION_QUESTION = RECOGNITION_QUESTIONS[0]
+"""'Is {c} in this photo?', the first phrasing training uses."""
+YES_ANSWER = POSITIVE_ANSWERS[0]
+NO_ANSWER = NEGATIVE_ANSWERS[0]
+QA_INSTRUCTION = "Answer with the option's letter from the given choices directly."
+"""LLaVA-1.5's instruction for multiple-choice questions."""
+QA_LETTERS = ("A", "B")
+DESCRIBE_QUESTION = "Describe the main subject of this photo in one sentence."
+
+
+@dataclass
+class Prepared:
+    """What a method puts in front of the model for one concept."""
+
+    concepts: list[ActiveConcept]
+    """Whose prompts go in every question (none for vanilla)."""
+    subject: str
+    """How questions name the concept: `bo`, or `<bo>` once trained."""
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def qa_text(item: QAItem, name: str, subject: str) -> str:
+    """A two-choice question as the model sees it, the concept named as `subject`."""
+    question = item.question.replace(identifier_token(name), subject)
+    options = "\n".join(
+        f"{letter}. {option}" for letter, option in zip(QA_LETTERS, item.options, strict=True)
+    )
+    return f"{question}\n{options}\n{QA_INSTRUCTION}"
+
+
+def describe_photo(runtime: LlavaRuntime, photo: Image.Image, max_tokens: int) -> str:
+    """The base model's own one-sentence description of a photo's main subject (greedy)."""
+    turn = {
+        "role": "user",
+        "content": [{"type": "image"}, {"type": "text", "text": DESCRIBE_QUESTION}],
+    }
+    with runtime.lock:
+        previous = list(runtime.injected.values())
+        try:
+            runtime.set_concepts([])
+            processor, tokenizer = runtime.processor, runtime.tokenizer
+            prompt = processor.apply_chat_template([turn], add_generation_prompt=True)
+            inputs = processor(text=prompt, images=[photo], return_tensors="pt")
+            inputs = {k: v.to(runtime.device) for k, v in inputs.items()}
+            inputs["pixel_values"] = inputs["pixel_values"].to(runtime.dtype)
+            with torch.inference_mode():
+                output = runtime.model.generate(
+                    **inputs,
+                    max_new_tokens=max_tokens,
+                    do_sample=False,
+                    pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id,
+                )
+            new = output[0, inputs["input_ids"].shape[1] :]
+            text = tokenizer.decode(new, skip_special_tokens=True)
+        finally:
+            runtime.set_concepts(previous)
+    return " ".join(text.split())
+
+
+def prepare_vanilla(concept: EvalConcept) -> Prepared:
+    return Prepared(concepts=[], subject=concept.name)
+
+
+def prepare_description(
+    runtime: LlavaRuntime, concept: EvalConcept, first_train_photo: Image.Image, max_tokens: int
+) -> Prepared:
+    if concept.description is not None:
+        text, source = concept.description, "dataset"
+    else:
+        text, source = describe_photo(runtime, first_train_photo, max_tokens), "generated"
+    active = ActiveConcept(name=concept.name, description=text)
+    return Prepared([active], concept.name, {"description": text, "description_source": source})
+
+
+@dataclass
+class NegativeChoice:
+    """The negatives one concept trains on, with and without hard ones (same count)."""
+
+    hard: list[LabeledImage]
+    """Hard then easy, as `TrainingConfig` asks (what `trained` uses)."""
+    random: list[LabeledImage]
+    """As many, all drawn at random (what `trained-no-hard-negatives` uses)."""
+    counts: dict[str, int]
+
+
+def choose_negatives(
+    positives: Sequence[Image.Image], pool: NegativePool, config: TrainingConfig
+) -> NegativeChoice:
+    """Mine hard + easy negatives, and the same number of random ones, from `pool`."""
+    mined = mine_negatives(
+        list(positives),
+        pool,
+        num_hard=config.num_hard_negatives,
+        num_easy=config.num_easy_negatives,
+        near_duplicate_threshold=config.near_duplicate_threshold,
+        seed=config.seed,
+    )
+    total = len(mined.hard) + len(mined.easy)
+    drawn = mine_negatives(
+        list(positives),
+        pool,
+        num_hard=0,
+        num_easy=total,
+        near_duplicate_threshold=config.near_duplicate_threshold,
+        seed=config.seed,
+    )
+
+    def labeled(indices: list[int]) -> list[LabeledImage]:
+        return [(pool.label(i), pool.image(i)) for i in indices]
+
+    return NegativeChoice(
+        hard=labeled([*mined.hard, *mined.easy]),
+        random=labeled(drawn.easy),
+        counts={
+            "pool": len(pool),
+            "hard": len(mined.hard),
+            "easy": len(mined.easy),
+            "random": len(drawn.easy),
+        },
+    )
+
+
+def prepare_trained(
+    runtime: LlavaRuntime,
+    concept: EvalConcept,
+    positives: Sequence[LabeledImage],
+    negatives: Sequence[LabeledImage],
+    config: TrainingConfig,
+    on_event: Callable[[TrainingEvent], None] | None = None,
+) -> Prepared:
+    trained: Concept = train_concept(runtime, concept.name, positives, negatives, config, on_event)
+    stats = trained.training
+    details = {
+        "negatives": len(negatives),
+        "best_epoch": stats.get("best_epoch"),
+        "train_accuracy": stats.get("best_accuracy"),
+        "train_seconds": stats.get("seconds"),
+    }
+    return Prepared([ActiveConcept.from_concept(trained)], identifier_token(concept.name), details)
+
+
+def score_concept(
+    runtime: LlavaRuntime,
+    method: str,
+    dataset: EvalDataset,
+    concept: EvalConcept,
+    prepared: Prepared,
+    test_photos: Mapping[str, Sequence[Image.Image]],
+    qa_photo: Callable[[QAItem], Image.Image],
+    batch_size: int = 8,
+) -> ConceptResult:
+    """Recognition and QA of one prepared method on one concept (training time not included)."""
+    started = time.monotonic()
+    subject = prepared.subject
+    question = RECOGNITION_QUESTION.format(c=subject)
+    answers = [YES_ANSWER.format(c=subject), NO_ANSWER.format(c=subject)]
+    own = [Query(question, photo) for photo in test_photos[concept.name]]
+    others = [Query(question, p) for c in dataset.others(concept.name) for p in test_photos[c.name]]
+    visual, text = concept.visual_questions, concept.text_questions
+    qa = [Query(qa_text(q, concept.name, subject), qa_photo(q)) for q in visual] + [
+        Query(qa_text(q, concept.name, subject)) for q in text
+    ]
+    with runtime.lock:
+        previous = list(runtime.injected.values())
+        try:
+            said = choose(runtime, own + others, prepared.concepts, answers, batch_size)
+            picked = choose(runtime, qa, prepared.concepts, QA_LETTERS, batch_size) if qa else []
+            tokens = concept_prompt_tokens(runtime, prepared.concepts)
+        finally:
+            runtime.set_concepts(previous)
+    yes = [choice == 0 for choice in said]
+    positive, negative, _ = recognition_accuracy(yes[: len(own)], yes[len(own) :])
+    return ConceptResult(
+        method=method,
+        concept=concept.name,
+        positive=positive,
+        negative=negative,
+        visual_qa=qa_accuracy(picked[: len(visual)], [q.answer for q in visual]),
+        text_qa=qa_accuracy(picked[len(visual) :], [q.answer for q in text]),
+        prompt_tokens=tokens,
+        counts={
+            "positives": len(own),
+            "negatives": len(others),
+            "visual_questions": len(visual),
+            "text_questions": len(text),
+        },
+        seconds=time.monotonic() - started,
+        details=dict(prepared.details),
+    )
