@@ -19,10 +19,12 @@ model (it reaches the store through `StoreConceptSource`).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import logging
 import shutil
+import sqlite3
 import threading
 import time
 import uuid
@@ -57,6 +59,9 @@ STATUSES: tuple[ConceptStatus, ...] = ("taught", "training", "ready", "failed")
 CALIBRATION_NEGATIVES = 512
 """Most pool photos used to calibrate a concept's threshold."""
 MAX_USER_ID_LENGTH = 200
+_FLUSH_OFTEN = {"sync_threshold": 2, "batch_size": 2}
+# Chroma keeps every write in a log inside chroma.sqlite3 until its index flushes (default: every
+# 1,000 writes); flushing often lets `forget` leave none of a forgotten concept's text behind.
 
 
 class StoreError(YoLLaVAError):
@@ -222,7 +227,7 @@ class ConceptStore:
         def collection(name: str) -> Any:
             return self._call(
                 lambda: self.client.get_or_create_collection(
-                    name, embedding_function=function, configuration={"hnsw": {"space": "cosine"}}
+                    name, embedding_function=function, configuration={"hnsw": {"space": "cosine", **_FLUSH_OFTEN}}
                 )
             )
 
@@ -482,7 +487,22 @@ class ConceptStore:
                     retired.rename(folder)  # nothing forgotten: records and files stay together
                 raise
             shutil.rmtree(retired, ignore_errors=True)
+            self._compact()
         logger.info("Forgot concept %r of a user", name)
+
+    def _compact(self) -> None:
+        """Drop the freed pages of the embedded database, so forgotten text leaves the disk.
+
+        A Chroma server compacts its own files; from here only the embedded store can be.
+        """
+        if self._server:
+            return
+        database = self.home / "chroma" / "chroma.sqlite3"
+        try:
+            with contextlib.closing(sqlite3.connect(database)) as connection:
+                connection.execute("VACUUM")
+        except sqlite3.Error as e:
+            logger.warning("Could not compact %s after forgetting: %s", database, e)
 
     def _delete_records(self, user_id: str, name: str) -> None:
         self._call(lambda: self.photos.delete(where={"$and": [{"user_id": user_id}, {"concept": name}]}))

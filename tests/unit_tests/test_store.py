@@ -621,12 +621,6 @@ def test_forget_removes_that_concept_of_that_user_and_nothing_else(
     assert store.list_facts("alice", "zanzibar") == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: after forget, Chroma's write-ahead log (embeddings_queue in chroma.sqlite3) still holds "
-    "the forgotten records' metadata, documents and vectors (the HNSW segment has not flushed, "
-    "sync_threshold 1000), so the fact texts, description and photo paths stay on disk",
-)
 def test_forget_leaves_no_bytes_of_the_concept_in_the_data_folder(
     store: ConceptStore, tmp_path: Path
 ) -> None:
