@@ -153,3 +153,23 @@ def test_build_app_shows_the_notice(tmp_path: Path) -> None:
         assert notices and "offline tiny model" in notices[0].value
     finally:
         context.queue.close()
+
+
+def test_the_signed_in_user_is_the_user_id() -> None:
+    from types import SimpleNamespace
+
+    from yollava_agent.ui.app import LOCAL_USER, user_of
+
+    assert user_of(SimpleNamespace(username="alice")) == "alice"
+    assert user_of(SimpleNamespace(username=None)) == LOCAL_USER == user_of(None)
+
+
+def test_auth_pairs_must_be_user_colon_password() -> None:
+    import argparse
+
+    import pytest
+
+    from yollava_agent.ui.launch import serve
+
+    with pytest.raises(ValueError, match=r"--auth 'alice' must be USER:PASSWORD"):
+        serve(argparse.Namespace(auth=["alice"]))
