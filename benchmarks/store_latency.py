@@ -40,6 +40,7 @@ from yollava_agent.memory import ConceptStore
 from yollava_agent.memory.store import _record_id
 
 from yollava_agent.training.negatives import ClipConfig
+from synthetic import synthetic_photos
 
 MAIN_USER = "main-user@example.com"
 OTHER_USERS = [f"other-{i}@example.com" for i in range(4)]
@@ -65,18 +66,6 @@ class TimedEmbedder:
 
     def __getattr__(self, name: str) -> object:
         return getattr(self.inner, name)
-
-
-def synthetic_photos(count: int, seed: int, size: int = 320) -> list[Image.Image]:
-    """Noisy scenes with a coloured square: distinct photos of a camera-ish size, cheap to make."""
-    rng = np.random.default_rng(seed)
-    photos = []
-    for _ in range(count):
-        pixels = rng.integers(0, 255, (size, size, 3), dtype=np.uint8)
-        x, y = rng.integers(0, size // 2, 2)
-        pixels[y : y + size // 2, x : x + size // 2] = rng.integers(0, 255, 3)
-        photos.append(Image.fromarray(pixels))
-    return photos
 
 
 def open_store(

@@ -17,26 +17,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
 
 from yollava_agent import load_llava
 from yollava_agent.training.config import TrainingConfig
 from yollava_agent.training.negatives import ClipConfig, ClipEmbedder, NegativePool
 from yollava_agent.training.teach import choose_negatives, read_photos
 from yollava_agent.training.trainer import train_concept
-
-def synthetic_photos(count: int, seed: int, size: int = 96) -> list[Image.Image]:
-    """Noisy scenes with a coloured square: distinct, and cheap to make."""
-    rng = np.random.default_rng(seed)
-    photos = []
-    for _ in range(count):
-        pixels = rng.integers(0, 255, (size, size, 3), dtype=np.uint8)
-        x, y = rng.integers(0, size // 2, 2)
-        pixels[y : y + size // 2, x : x + size // 2] = rng.integers(0, 255, 3)
-        photos.append(Image.fromarray(pixels))
-    return photos
-
+from synthetic import synthetic_photos
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -37,7 +37,6 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 import transformers
 from PIL import Image
@@ -62,6 +61,8 @@ from yollava_agent.training.trainer import (
     describe_photos,
     initial_concept,
 )
+
+from synthetic import synthetic_photos
 
 NAME = "bench"
 ANSWERS = (
@@ -157,22 +158,15 @@ def random_llava(device: str, arch: str = "7b") -> LlavaRuntime:
 # -- the samples ---------------------------------------------------------------------------------------
 
 
-def synthetic_photos(count: int, seed: int, size: int = 96) -> list[tuple[str, Image.Image]]:
-    rng = np.random.default_rng(seed)
-    photos = []
-    for index in range(count):
-        pixels = rng.integers(0, 255, (size, size, 3), dtype=np.uint8)
-        x, y = rng.integers(0, size // 2, 2)
-        pixels[y : y + size // 2, x : x + size // 2] = rng.integers(0, 255, 3)
-        photos.append((f"photo{seed}-{index}", Image.fromarray(pixels)))
-    return photos
+def labeled(photos: list[Image.Image], seed: int) -> list[tuple[str, Image.Image]]:
+    return [(f"photo{seed}-{index}", photo) for index, photo in enumerate(photos)]
 
 
 def public_example(args: argparse.Namespace) -> tuple[list[tuple[str, Image.Image]], list[Sample]]:
     """4 positive photos with 67 recognition turns, 214 negatives, 40 text-only turns."""
     rng = random.Random(0)
-    positives = synthetic_photos(args.positive_photos, seed=1)
-    negatives = synthetic_photos(args.negatives, seed=2)
+    positives = labeled(synthetic_photos(args.positive_photos, seed=1), 1)
+    negatives = labeled(synthetic_photos(args.negatives, seed=2), 2)
     per_photo = -(-args.positive_turns // args.positive_photos)
     samples = recognition_samples(identifier_token(NAME), positives, negatives, per_photo, rng)
     surplus = per_photo * args.positive_photos - args.positive_turns
