@@ -27,7 +27,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
 from PIL import Image
 
 from yollava_agent.concept import Concept, identifier_token
@@ -39,7 +38,12 @@ from yollava_agent.sources import ActiveConcept
 from yollava_agent.training.config import TrainingConfig
 from yollava_agent.training.data import NEGATIVE_ANSWERS, POSITIVE_ANSWERS, RECOGNITION_QUESTIONS
 from yollava_agent.training.negatives import NegativePool, mine_negatives
-from yollava_agent.training.trainer import LabeledImage, TrainingEvent, train_concept
+from yollava_agent.training.trainer import (
+    LabeledImage,
+    TrainingEvent,
+    describe_photos,
+    train_concept,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -81,31 +85,14 @@ def qa_text(item: QAItem, name: str, subject: str) -> str:
 
 def describe_photo(runtime: LlavaRuntime, photo: Image.Image, max_tokens: int) -> str:
     """The base model's own one-sentence description of a photo's main subject (greedy)."""
-    turn = {
-        "role": "user",
-        "content": [{"type": "image"}, {"type": "text", "text": DESCRIBE_QUESTION}],
-    }
     with runtime.lock:
         previous = list(runtime.injected.values())
         try:
             runtime.set_concepts([])
-            processor, tokenizer = runtime.processor, runtime.tokenizer
-            prompt = processor.apply_chat_template([turn], add_generation_prompt=True)
-            inputs = processor(text=prompt, images=[photo], return_tensors="pt")
-            inputs = {k: v.to(runtime.device) for k, v in inputs.items()}
-            inputs["pixel_values"] = inputs["pixel_values"].to(runtime.dtype)
-            with torch.inference_mode():
-                output = runtime.model.generate(
-                    **inputs,
-                    max_new_tokens=max_tokens,
-                    do_sample=False,
-                    pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id,
-                )
-            new = output[0, inputs["input_ids"].shape[1] :]
-            text = tokenizer.decode(new, skip_special_tokens=True)
+            (answers,) = describe_photos(runtime, [("photo", photo)], [DESCRIBE_QUESTION], max_tokens)
         finally:
             runtime.set_concepts(previous)
-    return " ".join(text.split())
+    return " ".join(answers[0].split())
 
 
 def prepare_vanilla(concept: EvalConcept) -> Prepared:
