@@ -358,3 +358,39 @@ def test_cli_eval_names_a_broken_dataset_before_loading_a_model(tmp_path: Path, 
     (root / "cat" / "test" / "1.png").write_bytes(b"broken")
     assert cli_main(["eval", str(root), "--model", "no/such-model"]) == 1
     assert "cat/test/1.png" in capsys.readouterr().err
+
+
+def test_a_concept_subset_keeps_every_other_concept_as_a_negative(runtime, tmp_path: Path) -> None:
+    made: list[tuple[str, str]] = []
+    config = EvalConfig(
+        methods=["vanilla", "trained"], concepts=["bob"], training=FAST, clip=TINY_CLIP,
+        cache_dir=tmp_path / "cache",
+    )
+    report = evaluate(
+        build_dataset(tmp_path / "ds"), runtime, config, progress=False,
+        on_trained=lambda method, active: made.append((method, active.name)),
+    )
+    assert report.concepts == ["bob"]
+    for method in ("vanilla", "trained"):
+        (result,) = report.results[method]
+        assert result.concept == "bob"
+        assert result.counts["negatives"] == 4  # ann's and cat's test photos
+    assert made == [("trained", "bob")]
+    assert report.as_dict()["config"]["concepts"] == ["bob"]
+
+
+def test_a_subset_naming_an_unknown_concept_fails_before_training(runtime, tmp_path: Path) -> None:
+    config = EvalConfig(methods=["vanilla"], concepts=["zed"], clip=TINY_CLIP)
+    with pytest.raises(DatasetError, match=r"no concept 'zed'.*\['ann', 'bob', 'cat'\]"):
+        evaluate(build_dataset(tmp_path / "ds"), runtime, config, progress=False)
+    with pytest.raises(ValueError, match="at least one concept"):
+        EvalConfig(concepts=[])
+
+
+def test_cli_eval_needs_a_dataset_or_a_benchmark_and_not_both(tmp_path: Path, capsys) -> None:
+    assert cli_main(["eval"]) == 1
+    assert "Name a dataset folder" in capsys.readouterr().err
+    assert cli_main(["eval", str(tmp_path), "--benchmark", "toyworld"]) == 1
+    assert f"makes its own dataset; drop '{tmp_path}'" in capsys.readouterr().err
+    assert cli_main(["eval", "--benchmark", "toyworld", "--epochs", "3"]) == 1
+    assert "--epochs do not apply to --benchmark toyworld" in capsys.readouterr().err

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,6 +48,7 @@ from yollava_agent.evaluation.methods import (
 )
 from yollava_agent.evaluation.metrics import ConceptResult, summarise
 from yollava_agent.runtime import LlavaRuntime
+from yollava_agent.sources import ActiveConcept
 from yollava_agent.training.config import TrainingConfig
 from yollava_agent.training.negatives import ClipConfig, ClipEmbedder, NegativePool
 from yollava_agent.training.trainer import LabeledImage, TrainingEvent, check_new_concept_name
@@ -64,6 +65,9 @@ class EvalConfig:
     """Which methods run, and how."""
 
     methods: Sequence[str] = METHODS
+    concepts: Sequence[str] | None = None
+    """Which concepts to evaluate (None: all). Every concept of the dataset stays a negative and
+    joins the training pool either way, so a subset's numbers are those of the full run."""
     training: TrainingConfig = field(default_factory=TrainingConfig)
     """How `trained` and `trained-no-hard-negatives` train each concept."""
     clip: ClipConfig = field(default_factory=ClipConfig)
@@ -89,6 +93,13 @@ class EvalConfig:
             msg = f"Choose at least one evaluation method of {', '.join(METHODS)}."
             raise ValueError(msg)
         self.methods = [m for m in METHODS if m in methods]
+        if isinstance(self.concepts, str):
+            self.concepts = [self.concepts]
+        if self.concepts is not None:
+            self.concepts = list(dict.fromkeys(self.concepts))
+            if not self.concepts:
+                msg = "EvalConfig.concepts must name at least one concept, or be None for all."
+                raise ValueError(msg)
         for name in ("batch_size", "description_tokens"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -99,6 +110,7 @@ class EvalConfig:
     def as_dict(self) -> dict[str, Any]:
         return {
             "methods": list(self.methods),
+            "concepts": None if self.concepts is None else list(self.concepts),
             "training": asdict(self.training),
             "clip": {"model_name": self.clip.model_name, "pretrained": self.clip.pretrained},
             "extra_pool": [str(p) for p in self.extra_pool],
@@ -179,15 +191,23 @@ def evaluate(
     runtime: LlavaRuntime,
     config: EvalConfig | None = None,
     progress: bool = True,
+    on_trained: Callable[[str, ActiveConcept], None] | None = None,
 ) -> EvalReport:
-    """Run `config.methods` on every concept of `dataset` with the loaded base `runtime`."""
+    """Run `config.methods` on the concepts of `dataset` with the loaded base `runtime`.
+
+    `on_trained(method, concept)` receives each concept a training method made, as it is made
+    (the report keeps only numbers).
+    """
     started = time.monotonic()
     config = config or EvalConfig()
     if not isinstance(dataset, EvalDataset):
         dataset = load_dataset(dataset)
+    chosen = dataset.concepts
+    if config.concepts is not None:
+        chosen = tuple(dataset.concept(name) for name in config.concepts)
     training = [m for m in config.methods if m in (TRAINED, TRAINED_NO_HARD)]
     if training:
-        for concept in dataset.concepts:
+        for concept in chosen:
             check_new_concept_name(runtime, concept.name, config.training.num_latent_tokens)
     photos = _Photos(dataset)
     embedder = ClipEmbedder(config.clip)
@@ -195,7 +215,7 @@ def evaluate(
     if INSTANT in config.methods:
         instant = InstantRecogniser(dataset, embedder, lambda name: photos.train[name], photos.test)
     results: dict[str, list[ConceptResult]] = {m: [] for m in config.methods}
-    bar = tqdm(dataset.concepts, desc="eval", unit="concept", disable=not progress)
+    bar = tqdm(chosen, desc="eval", unit="concept", disable=not progress)
     for concept in bar:
         negatives: NegativeChoice | None = None
         if training:
@@ -214,6 +234,9 @@ def evaluate(
                 results[method].append(instant.evaluate(concept.name))
                 continue
             prepared = _prepare(method, runtime, concept, photos, negatives, config, bar)
+            if on_trained is not None and method in (TRAINED, TRAINED_NO_HARD):
+                for active in prepared.concepts:
+                    on_trained(method, active)
             result = score_concept(
                 runtime,
                 method,
@@ -233,7 +256,7 @@ def evaluate(
         dataset=dataset.root,
         model=runtime.model_id,
         config=config,
-        concepts=dataset.names,
+        concepts=[c.name for c in chosen],
         results=results,
         seconds=time.monotonic() - started,
         created=datetime.now(UTC).isoformat(timespec="seconds"),
