@@ -154,12 +154,21 @@ def _clip_config(args: argparse.Namespace) -> ClipConfig:
 
 
 def _eval(args: argparse.Namespace) -> int:
+    if args.benchmark is not None:
+        return _benchmark(args)
+    if args.dataset is None:
+        msg = "Name a dataset folder (yollava eval DATASET) or a benchmark (--benchmark toyworld)."
+        raise YoLLaVAError(msg)
     # A broken dataset or setting fails before the model loads.
     dataset = load_dataset(args.dataset)
     config = EvalConfig(
         methods=args.methods,
+        concepts=args.concepts,
         training=TrainingConfig(
-            epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, subject_kind=args.kind
+            epochs=15 if args.epochs is None else args.epochs,
+            batch_size=1 if args.batch_size is None else args.batch_size,
+            seed=args.seed,
+            subject_kind=args.kind,
         ),
         clip=_clip_config(args),
         extra_pool=args.negatives,
@@ -171,6 +180,28 @@ def _eval(args: argparse.Namespace) -> int:
     out = args.out if args.out is not None else Path(f"eval-{Path(args.dataset).resolve().name}")
     paths = write_report(report, out)
     _write(summary_table(report) + "\n\n")
+    _write("".join(f"{kind}: {path}\n" for kind, path in paths.items()))
+    return 0
+
+
+def _benchmark(args: argparse.Namespace) -> int:
+    from yollava_agent.toyworld.benchmark import generic_markdown, run_benchmark
+
+    if args.dataset is not None:
+        msg = f"--benchmark {args.benchmark} makes its own dataset; drop {str(args.dataset)!r}."
+        raise YoLLaVAError(msg)
+    fixed = [flag for flag, value in (("--epochs", args.epochs), ("--batch-size", args.batch_size)) if value is not None]
+    if fixed:
+        msg = (
+            f"{' and '.join(fixed)} do not apply to --benchmark {args.benchmark}: its recipe is fixed "
+            "so that its numbers compare with the README's. Drop them."
+        )
+        raise YoLLaVAError(msg)
+    out = args.out if args.out is not None else Path(f"eval-{args.benchmark}")
+    report, generic, paths = run_benchmark(out, args.concepts, args.methods, args.seed)
+    _write(summary_table(report) + "\n\n")
+    if generic is not None:
+        _write(generic_markdown(generic) + "\n\n")
     _write("".join(f"{kind}: {path}\n" for kind, path in paths.items()))
     return 0
 
@@ -285,9 +316,17 @@ def build_parser() -> tuple[argparse.ArgumentParser, Any]:
         "eval", help="evaluate methods side by side on a dataset (the Yo'LLaVA protocol)"
     )
     eval_parser.add_argument(
-        "dataset", type=Path,
+        "dataset", type=Path, nargs="?",
         help="a folder of DATASET/<concept>/train/* and test/* photos, optional "
         "<concept>/description.txt and qa.json",
+    )
+    eval_parser.add_argument(
+        "--benchmark", choices=["toyworld"],
+        help="run a built-in benchmark instead: its dataset, base model, CLIP and recipe",
+    )
+    eval_parser.add_argument(
+        "--concepts", nargs="+", metavar="NAME",
+        help="evaluate only these concepts (all others stay negatives); default: all",
     )
     eval_parser.add_argument("--model", help="hub id, local folder or 'tiny' (default: by device)")
     eval_parser.add_argument("--device", help="cpu, cuda or cuda:N")
@@ -300,8 +339,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, Any]:
         "--out", type=Path, default=None,
         help="folder for results.json, results.md and results.png (default: ./eval-DATASET)",
     )
-    eval_parser.add_argument("--epochs", type=int, default=15, help="training epochs per concept")
-    eval_parser.add_argument("--batch-size", type=int, default=1, help="training batch size")
+    eval_parser.add_argument("--epochs", type=int, help="training epochs per concept (default 15)")
+    eval_parser.add_argument("--batch-size", type=int, help="training batch size (default 1)")
     eval_parser.add_argument("--seed", type=int, default=0)
     eval_parser.add_argument("--kind", choices=["object", "person"], default="object")
     eval_parser.add_argument(

@@ -6,8 +6,8 @@ questions, `dataset.py`); `evaluate` runs the methods side by side (`vanilla`, `
 a bar chart. Metrics are the paper's: recognition accuracy on positives and negatives, weighted
 = (positive + negative) / 2, visual and text QA accuracy, and prompt tokens per concept.
 
-Not here: datasets themselves (the synthetic world and a base that knows something are separate
-work); with the offline `tiny` model the numbers only prove that the harness runs.
+Not here: datasets themselves. `yollava_agent.toyworld` is a synthetic benchmark with a small base
+that knows its world; with the offline `tiny` model the numbers only prove that the harness runs.
 """
 
 from yollava_agent.evaluation.dataset import (

@@ -1,0 +1,224 @@
+"""The toy world: rendering, subjects and look-alikes, the generic language, the benchmark dataset."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import fields, replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from yollava_agent.evaluation.dataset import load_dataset
+from yollava_agent.tiny import LLAVA_15_CHAT_TEMPLATE
+from yollava_agent.toyworld import benchmark as bench
+from yollava_agent.toyworld import language
+from yollava_agent.toyworld.base import (
+    IMAGE_TOKENS,
+    build_processor,
+    chat_text,
+    encode,
+    train_tokenizer,
+)
+from yollava_agent.toyworld.world import (
+    IMAGE_SIZE,
+    SUBJECT_NAMES,
+    Look,
+    Scene,
+    generic_looks,
+    look_alikes,
+    place_objects,
+    random_scene,
+    render,
+    subjects,
+)
+from yollava_agent.training.data import RECOGNITION_QUESTIONS
+
+UNNAMED = ("shade", "style", "rim")
+
+
+def _differences(a: Look, b: Look) -> set[str]:
+    return {f.name for f in fields(Look) if getattr(a, f.name) != getattr(b, f.name)}
+
+
+def test_rendering_is_fixed_by_the_seed() -> None:
+    looks = generic_looks()
+
+    def photos(seed: int) -> list[bytes]:
+        rng = np.random.default_rng(seed)
+        return [render(random_scene(rng, looks), rng).tobytes() for _ in range(5)]
+
+    assert photos(3) == photos(3)
+    assert photos(3) != photos(4)
+    photo = render(random_scene(np.random.default_rng(0), looks), np.random.default_rng(0))
+    assert photo.shape == (IMAGE_SIZE, IMAGE_SIZE, 3) and photo.dtype == np.uint8
+
+
+def test_objects_never_overlap_and_stay_in_the_photo() -> None:
+    rng = np.random.default_rng(0)
+    looks = generic_looks()
+    for _ in range(300):
+        scene = random_scene(rng, looks)
+        for i, a in enumerate(scene.objects):
+            assert (
+                a.radius <= a.x <= IMAGE_SIZE - a.radius
+                and a.radius <= a.y <= IMAGE_SIZE - a.radius
+            )
+            for b in scene.objects[i + 1 :]:
+                assert np.hypot(a.x - b.x, a.y - b.y) > a.radius + b.radius
+
+
+def test_unnamed_attributes_change_the_pixels() -> None:
+    """Shade, style and rim are what language cannot say; they must still be visible."""
+    look = subjects()["bo"]
+    rng = np.random.default_rng(0)
+    (placed,) = place_objects(rng, [look], places=["middle"], sizes=["big"])
+    for attribute in UNNAMED:
+        other = next(a for a in look_alikes(look) if _differences(a, look) == {attribute})
+        a = render(Scene((placed,), "paper"), np.random.default_rng(1)).astype(int)
+        b = render(Scene((replace(placed, look=other),), "paper"), np.random.default_rng(1)).astype(
+            int
+        )
+        assert np.abs(a - b).sum(axis=-1).max() > 100, attribute
+
+
+def test_subjects_come_in_look_alike_groups_of_four() -> None:
+    named = subjects()
+    assert list(named) == list(SUBJECT_NAMES) and len(set(named.values())) == 20
+    groups: dict[str, list[Look]] = {}
+    for look in named.values():
+        groups.setdefault(look.words, []).append(look)
+    assert len(groups) == 5 and all(len(g) == 4 for g in groups.values())
+    for group in groups.values():
+        for i, a in enumerate(group):
+            for b in group[i + 1 :]:
+                # Same words, and two of the three unnamed attributes differ.
+                assert len(_differences(a, b)) == 2 and _differences(a, b) <= set(UNNAMED)
+    generic = set(generic_looks())
+    assert not generic & set(named.values())
+    for look in named.values():
+        alikes = look_alikes(look)
+        assert all(
+            len(_differences(a, look)) == 1 or {"pattern", "style"} >= _differences(a, look)
+            for a in alikes
+        )
+        # Every one-unnamed-attribute look-alike exists in the generic world, never a subject.
+        assert {a for a in alikes if _differences(a, look) <= set(UNNAMED)} <= generic
+
+
+def test_generic_examples_never_show_or_name_a_subject() -> None:
+    rng = np.random.default_rng(0)
+    looks = generic_looks()
+    subject_looks = set(subjects().values())
+    for _ in range(800):
+        ex = language.example(rng, looks)
+        if ex.scene is not None:
+            assert not {o.look for o in ex.scene.objects} & subject_looks
+        words = " ".join((*ex.texts, ex.answer)).replace(",", " ").replace(".", " ").split()
+        assert not set(words) & set(SUBJECT_NAMES), ex
+
+
+def test_presence_answers_follow_the_scene() -> None:
+    patterns = [
+        re.compile("^" + re.escape(q).replace(re.escape("{c}"), "(.+)") + "$")
+        for q in RECOGNITION_QUESTIONS
+    ]
+    subsets = [
+        ("colour", "pattern", "shape"),
+        ("colour", "shape"),
+        ("shape",),
+        ("pattern", "shape"),
+        ("colour",),
+    ]
+    rng = np.random.default_rng(1)
+    looks = generic_looks()
+    answers = {"Yes": 0, "No": 0}
+    for _ in range(400):
+        ex = language.example(rng, looks, "presence")
+        if "\n" in ex.texts[0]:
+            continue  # the two-choice form
+        # Several phrasings can match ("Is {c} in this photo?" and "Is {c} among..."): the
+        # shortest capture is the phrase.
+        phrase = min((m.group(1) for p in patterns if (m := p.match(ex.texts[0]))), key=len)
+        present = any(
+            language.noun_phrase(o.look, s) == phrase for o in ex.scene.objects for s in subsets
+        )
+        first = "Yes" if present else "No"
+        assert ex.answer.startswith(first), ex
+        answers[first] += 1
+    assert min(answers.values()) > 100, answers
+
+
+def test_examples_render_as_the_chat_template_does() -> None:
+    rng = np.random.default_rng(2)
+    looks = generic_looks()
+    tokenizer = train_tokenizer(language.tokenizer_corpus(rng, looks, count=300), vocab_size=600)
+    processor = build_processor(tokenizer)
+    assert processor.chat_template == LLAVA_15_CHAT_TEMPLATE
+    for kind in language.TASK_WEIGHTS:
+        ex = language.example(rng, looks, kind)
+        content = [{"type": "image"}] if ex.scene is not None else []
+        content += [{"type": "text", "text": t} for t in ex.texts]
+        turn = {"role": "user", "content": content}
+        answer = {"role": "assistant", "content": [{"type": "text", "text": ex.answer}]}
+        assert chat_text(ex, False) == processor.apply_chat_template(
+            [turn], add_generation_prompt=True
+        )
+        assert chat_text(ex, True) == processor.apply_chat_template([turn, answer]).rstrip()
+        encoded = encode(tokenizer, ex, rng)
+        assert encoded.input_ids[-1] == tokenizer.eos_token_id
+        if ex.scene is not None:
+            photo = Image.fromarray(encoded.photo)
+            expected = processor(text=chat_text(ex, False), images=[photo], return_tensors="pt")
+            assert expected["input_ids"][0].tolist() == encoded.input_ids[: encoded.answer_start]
+            assert (
+                encoded.input_ids.count(tokenizer.convert_tokens_to_ids("<image>")) == IMAGE_TOKENS
+            )
+
+
+# ---- the benchmark dataset
+
+
+@pytest.fixture(scope="module")
+def benchmark_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return bench.write_dataset(tmp_path_factory.mktemp("toyworld") / "v1", seed=0)
+
+
+def test_benchmark_dataset_follows_the_evaluation_layout(benchmark_root: Path) -> None:
+    dataset = load_dataset(benchmark_root / "dataset")
+    assert dataset.names == sorted(SUBJECT_NAMES)
+    for concept in dataset.concepts:
+        assert len(concept.train) == bench.TRAIN_PHOTOS and len(concept.test) == bench.TEST_PHOTOS
+        assert len(concept.text_questions) == 3 and len(concept.visual_questions) == 4
+        assert all(f"<{concept.name}>" in q.question for q in concept.questions)
+    pool = sorted((benchmark_root / "pool").glob("*.png"))
+    assert len(pool) == bench.POOL_SCENES + 20 * bench.POOL_LOOK_ALIKES
+    assert Image.open(pool[0]).size == (IMAGE_SIZE, IMAGE_SIZE)
+
+
+def test_benchmark_dataset_is_the_same_for_a_seed(benchmark_root: Path, tmp_path: Path) -> None:
+    again = bench.write_dataset(tmp_path / "again", seed=0)
+
+    def digest(root: Path) -> str:
+        files = sorted(p for p in root.rglob("*") if p.is_file())
+        return hashlib.sha256(
+            b"".join(p.relative_to(root).as_posix().encode() + p.read_bytes() for p in files)
+        ).hexdigest()
+
+    assert digest(again) == digest(benchmark_root)
+
+
+def test_an_interrupted_dataset_write_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def crash(root: Path, seed: int) -> None:
+        (root / "dataset").mkdir()
+        msg = "disk full"
+        raise OSError(msg)
+
+    monkeypatch.setattr(bench, "_write", crash)
+    with pytest.raises(OSError, match="disk full"):
+        bench.write_dataset(tmp_path / "v1")
+    assert list(tmp_path.iterdir()) == []

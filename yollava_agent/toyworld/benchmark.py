@@ -1,0 +1,367 @@
+"""The toyworld benchmark: the Yo'LLaVA protocol on the toy world, with the base that knows it.
+
+`write_dataset` renders the twenty subjects into the evaluation layout (`dataset.py`):
+
+- train: 5 photos each, the subject alone or with one small distractor, in the grid's middle
+  cross (top, left, middle, right, bottom), on sand, paper or stone, at middling scales;
+- test: 8 photos each at the corners, on any background (night and wood are new), at scales
+  outside the train range, with 0-2 distractors, half of them a subject's look-alike that differs
+  in one unnamed attribute (same words, never a subject itself);
+- qa.json: per subject, three text-only two-choice questions (colour, shape, pattern) and four
+  visual ones on test photos (where, how big);
+- pool/ (beside the dataset): 300 generic scenes and 8 one-attribute look-alikes per subject (its
+  three unnamed ones twice, two named ones), the extra negatives training mines from (as COCO is
+  for real photos).
+
+`toyworld_setup` gives what `evaluate` needs: the dataset (written once per seed below the data
+folder, deterministic), the base LLaVA and the world CLIP from the package's `weights/`, and the
+benchmark's recipe (`BENCHMARK_TRAINING`: the paper's, with 40 hard + 40 easy negatives and batch
+16 so that twenty subjects fit in half an hour on two CPU cores). `generic_check` measures the
+base's generic accuracy with no concept and with trained concepts loaded (no forgetting).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from yollava_agent.concept import identifier_token
+from yollava_agent.evaluation.harness import EvalReport
+from yollava_agent.loading import load_llava
+from yollava_agent.paths import data_home
+from yollava_agent.prompts import concept_prompt
+from yollava_agent.runtime import LlavaRuntime
+from yollava_agent.sources import ActiveConcept
+from yollava_agent.toyworld.clip import CLIP_WEIGHTS_FILE, register_clip_config
+from yollava_agent.toyworld.language import PLACE_PHRASES
+from yollava_agent.toyworld.world import (
+    BACKGROUNDS,
+    COLOURS,
+    PATTERN_NOUNS,
+    PLACES,
+    SHAPES,
+    SIZES,
+    Look,
+    Scene,
+    generic_looks,
+    look_alikes,
+    place_objects,
+    random_look,
+    random_scene,
+    render,
+    subjects,
+)
+from yollava_agent.training.config import TrainingConfig
+from yollava_agent.training.negatives import ClipConfig
+
+logger = logging.getLogger(__name__)
+
+BENCHMARK_NAME = "toyworld"
+DATASET_VERSION = 1
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+TRAIN_PLACES = ("top", "left", "middle", "right", "bottom")
+TEST_PLACES = ("top left", "top right", "bottom left", "bottom right")
+TRAIN_BACKGROUNDS = ("sand", "paper", "stone")
+TRAIN_RADII = {"small": (6.6, 7.0), "big": (9.0, 10.0)}
+TEST_RADII = {"small": (6.0, 6.6), "big": (10.0, 11.5)}
+"""Subject radii (pixels): test scales lie outside the train ones, within the words' ranges."""
+SUBJECT_BIG = 0.7
+"""How often the subject is big: people photograph what they care about up close."""
+TRAIN_PHOTOS = 5
+TEST_PHOTOS = 8
+POOL_SCENES = 300
+POOL_LOOK_ALIKES = 8
+CI_CONCEPTS = ("bo", "kip", "oda", "tam")
+"""The CI subset: two look-alike pairs (stars, squares); all twenty stay as negatives."""
+
+BENCHMARK_TRAINING = TrainingConfig(
+    epochs=15,
+    batch_size=16,
+    num_hard_negatives=40,
+    num_easy_negatives=40,
+    learning_rate=1e-3,
+    # The pool is generated without the subjects, so nothing in it is the subject; and the
+    # world CLIP puts every single-object photo above 0.95 cosine, which would drop them all.
+    near_duplicate_threshold=1.0,
+)
+
+
+def _photo(scene: Scene, rng: np.random.Generator) -> Image.Image:
+    return Image.fromarray(render(scene, rng))
+
+
+def _subject_scene(
+    rng: np.random.Generator,
+    look: Look,
+    places: Sequence[str],
+    radii: dict[str, tuple[float, float]],
+    backgrounds: Sequence[str],
+    distractors: list[Look],
+) -> Scene:
+    size = "big" if rng.random() < SUBJECT_BIG else "small"
+    sizes = [size] + ["small"] * len(distractors)
+    for _ in range(100):
+        try:
+            objects = place_objects(
+                rng, [look, *distractors], places=PLACES, sizes=sizes, radius_range=radii[size]
+            )
+        except ValueError:
+            continue
+        if objects[0].place in places:
+            background = backgrounds[int(rng.integers(len(backgrounds)))]
+            return Scene(objects, background)
+    msg = f"Could not place {look} at {list(places)} with {len(distractors)} distractors."
+    raise RuntimeError(msg)
+
+
+def _questions(
+    look: Look, name: str, test_scenes: Sequence[Scene], rng: np.random.Generator
+) -> list[dict[str, object]]:
+    def pair(right: str, values: Sequence[str]) -> tuple[list[str], int]:
+        wrong = [v for v in values if v != right]
+        options = [right, wrong[int(rng.integers(len(wrong)))]]
+        answer = int(rng.integers(2))
+        if answer:
+            options.reverse()
+        return options, answer
+
+    token = identifier_token(name)
+    items: list[dict[str, object]] = []
+    for question, right, values in (
+        (f"What colour is {token}?", look.colour, tuple(COLOURS)),
+        (f"What shape is {token}?", look.shape, SHAPES),
+        (
+            f"What pattern does {token} have?",
+            PATTERN_NOUNS[look.pattern],
+            tuple(PATTERN_NOUNS.values()),
+        ),
+    ):
+        options, answer = pair(right, values)
+        items.append({"question": question, "options": options, "answer": answer, "visual": False})
+    for index, scene in enumerate(test_scenes[:2]):
+        subject = scene.objects[0]
+        for question, right, values in (
+            (
+                f"Where is {token} in this photo?",
+                PLACE_PHRASES[subject.place],
+                tuple(PLACE_PHRASES.values()),
+            ),
+            (f"How big is {token} in this photo?", subject.size, tuple(SIZES)),
+        ):
+            options, answer = pair(right, values)
+            items.append(
+                {
+                    "question": question,
+                    "options": options,
+                    "answer": answer,
+                    "visual": True,
+                    "image": f"test/{index}.png",
+                }
+            )
+    return items
+
+
+def write_dataset(root: Path, seed: int = 0) -> Path:
+    """Write `root/dataset/` (the evaluation layout) and `root/pool/`; returns `root`.
+
+    Written into a temporary sibling and renamed, so an interrupted run leaves nothing half-made.
+    """
+    root = Path(root)
+    if (root / "dataset" / "qa.json").exists():
+        return root
+    root.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
+    try:
+        _write(staging, seed)
+        staging.rename(root)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    logger.info("Wrote the toyworld benchmark dataset to %s", root)
+    return root
+
+
+def _write(root: Path, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    generic = generic_looks()
+    generic_set = set(generic)
+    subject_looks = subjects()
+    alikes = {
+        name: [a for a in look_alikes(look) if a in generic_set]
+        for name, look in subject_looks.items()
+    }
+    # The generic looks with a subject's words: one unnamed attribute away from three subjects.
+    same_words = sorted(
+        {a for values in alikes.values() for a in values if a.words in _subject_words()}, key=repr
+    )
+    qa: dict[str, list[dict[str, object]]] = {}
+    for name, look in subject_looks.items():
+        folder = root / "dataset" / name
+        (folder / "train").mkdir(parents=True)
+        (folder / "test").mkdir()
+        for index in range(TRAIN_PHOTOS):
+            distractors = [random_look(rng, generic)] if index >= TRAIN_PHOTOS - 2 else []
+            scene = _subject_scene(
+                rng, look, TRAIN_PLACES, TRAIN_RADII, TRAIN_BACKGROUNDS, distractors
+            )
+            _photo(scene, rng).save(folder / "train" / f"{index}.png")
+        test_scenes = []
+        for index in range(TEST_PHOTOS):
+            distractors = [
+                random_look(rng, same_words) if rng.random() < 0.5 else random_look(rng, generic)
+                for _ in range(int(rng.integers(0, 3)))
+            ]
+            scene = _subject_scene(
+                rng, look, TEST_PLACES, TEST_RADII, tuple(BACKGROUNDS), distractors
+            )
+            test_scenes.append(scene)
+            _photo(scene, rng).save(folder / "test" / f"{index}.png")
+        qa[name] = _questions(look, name, test_scenes, rng)
+    (root / "dataset" / "qa.json").write_text(json.dumps(qa, indent=1))
+    pool = root / "pool"
+    pool.mkdir()
+    for index in range(POOL_SCENES):
+        _photo(random_scene(rng, generic), rng).save(pool / f"scene-{index:03d}.png")
+    for name, candidates in alikes.items():
+        unnamed = [a for a in candidates if a.words == subject_looks[name].words]
+        named = [a for a in candidates if a.words != subject_looks[name].words]
+        chosen = unnamed * 2 + [random_look(rng, named) for _ in range(POOL_LOOK_ALIKES - 2 * len(unnamed))]
+        for index, look in enumerate(chosen):
+            background = tuple(BACKGROUNDS)[int(rng.integers(len(BACKGROUNDS)))]
+            scene = Scene(place_objects(rng, [look]), background)
+            _photo(scene, rng).save(pool / f"alike-{name}-{index}.png")
+
+
+def _subject_words() -> set[str]:
+    return {look.words for look in subjects().values()}
+
+
+def default_benchmark_dir(seed: int = 0) -> Path:
+    return data_home() / "benchmarks" / f"{BENCHMARK_NAME}-v{DATASET_VERSION}-seed{seed}"
+
+
+def clip_config(weights: Path = WEIGHTS_DIR) -> ClipConfig:
+    """The world CLIP as the product loads any open_clip model: a registered config and a file."""
+    folder = Path(weights) / "clip"
+    return ClipConfig(
+        model_name=register_clip_config(folder), pretrained=str(folder / CLIP_WEIGHTS_FILE)
+    )
+
+
+def load_base(weights: Path = WEIGHTS_DIR) -> LlavaRuntime:
+    """The base LLaVA through the normal `from_pretrained` path, on CPU in float32."""
+    return load_llava(str(Path(weights) / "llava"), device="cpu", dtype="fp32")
+
+
+@dataclass
+class Setup:
+    """Everything `evaluate` needs for the benchmark."""
+
+    dataset: Path
+    pool: Path
+    runtime: LlavaRuntime
+    clip: ClipConfig
+    training: TrainingConfig
+
+
+def toyworld_setup(root: Path | None = None, seed: int = 0, weights: Path = WEIGHTS_DIR) -> Setup:
+    root = write_dataset(root if root is not None else default_benchmark_dir(seed), seed)
+    return Setup(
+        dataset=root / "dataset",
+        pool=root / "pool",
+        runtime=load_base(weights),
+        clip=clip_config(weights),
+        training=replace(BENCHMARK_TRAINING, seed=seed),
+    )
+
+
+def generic_check(
+    runtime: LlavaRuntime, trained: Sequence[ActiveConcept], per_kind: int = 100, seed: int = 1
+) -> dict[str, dict[str, float]]:
+    """Generic accuracy per task: the base alone, then with every trained concept's tokens
+    injected and one concept's prompt (rotating) at the start of every question."""
+    from yollava_agent.toyworld.base import generic_accuracy
+
+    looks = generic_looks()
+    with runtime.lock:
+        previous = list(runtime.injected.values())
+        try:
+            runtime.set_concepts([])
+            alone = generic_accuracy(runtime.model, runtime.tokenizer, looks, per_kind, seed)
+            concepts = [a.concept for a in trained if a.concept is not None]
+            runtime.set_concepts(concepts)
+            prompts = [concept_prompt(c.name, c.num_latent_tokens) for c in concepts]
+            loaded = generic_accuracy(
+                runtime.model, runtime.tokenizer, looks, per_kind, seed, prefixes=prompts
+            )
+        finally:
+            runtime.set_concepts(previous)
+    return {"base": alone, "with_concepts": loaded}
+
+
+GENERIC_FILE = "generic.json"
+
+
+def generic_markdown(generic: dict[str, dict[str, float]]) -> str:
+    """The generic-accuracy check as a markdown table, one row per task kind."""
+    base, loaded = generic["base"], generic["with_concepts"]
+    lines = [
+        "| generic task | base | with trained concepts |",
+        "| --- | --- | --- |",
+    ]
+    lines += [
+        f"| {kind} | {base[kind]:.3f} | {loaded.get(kind, float('nan')):.3f} |" for kind in base
+    ]
+    return "\n".join(lines)
+
+
+def run_benchmark(
+    out: Path,
+    concepts: Sequence[str] | None = None,
+    methods: Sequence[str] | None = None,
+    seed: int = 0,
+    root: Path | None = None,
+    progress: bool = True,
+    weights: Path = WEIGHTS_DIR,
+) -> tuple[EvalReport, dict[str, dict[str, float]] | None, dict[str, Path]]:
+    """Run the benchmark and write its report (results.json/.md/.png, plus generic.json).
+
+    Returns the `EvalReport`, the generic check (None unless `trained` ran) and the files written.
+    """
+    from yollava_agent.evaluation.harness import METHODS, EvalConfig, evaluate
+    from yollava_agent.evaluation.methods import TRAINED
+    from yollava_agent.evaluation.report import write_report
+
+    setup = toyworld_setup(root, seed, weights)
+    config = EvalConfig(
+        methods=list(methods) if methods is not None else list(METHODS),
+        concepts=concepts,
+        training=setup.training,
+        clip=setup.clip,
+        extra_pool=[setup.pool],
+        batch_size=32,
+        cache_dir=data_home() / "clip-cache",
+    )
+    trained: list[ActiveConcept] = []
+
+    def keep(method: str, concept: ActiveConcept) -> None:
+        if method == TRAINED:
+            trained.append(concept)
+
+    report = evaluate(setup.dataset, setup.runtime, config, progress=progress, on_trained=keep)
+    paths = write_report(report, out)
+    generic = None
+    if trained:
+        generic = generic_check(setup.runtime, trained, seed=seed + 1)
+        path = Path(out) / GENERIC_FILE
+        path.write_text(json.dumps(generic, indent=2))
+        paths["generic"] = path
+    return report, generic, paths
