@@ -25,6 +25,12 @@ def test_wheel_maps_the_top_level_folders_into_the_package(tmp_path: Path) -> No
         assert f"yollava_agent/{package}/__init__.py" in names
     sources = {p.relative_to(REPO).as_posix() for p in (REPO / "yollava_agent").rglob("*.py")}
     assert sources <= set(names), "core modules missing from the wheel"
+    weights = {
+        p.relative_to(REPO).as_posix()
+        for p in (REPO / "yollava_agent" / "toyworld" / "weights").rglob("*")
+        if p.is_file()
+    }
+    assert weights and weights <= set(names), "the toyworld weights are missing from the wheel"
     top_level = {name.split("/")[0] for name in names}
     assert top_level == {"yollava_agent", wheel.name.split("-")[0] + "-0.1.0.dist-info"}
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))

@@ -6,16 +6,21 @@ ViT converted to Hugging Face's `CLIPVisionModel` (`convert.py`), a two-layer GE
 processor carries llava-1.5's chat template, so the product's prompts, concept injection, training
 and scoring run on it unchanged. About 3 M parameters; it loads with `load_llava(folder)`.
 
-Training is one stage of instruction tuning on freshly generated examples (`language.py`), the
-loss on answer tokens and the end-of-sequence token as the product's trainer computes it: the
-language model and projector at full learning rate, the vision tower at a tenth (it starts from
-CLIP, which already sees, and the `same` task sharpens what captions never name). Examples are
-tokenised exactly as `apply_chat_template` renders a user turn (a test checks the equality).
+Training is instruction tuning on freshly generated examples (`language.py`). The loss: answer
+tokens and end-of-sequence as the product's trainer computes them (averaged per example, so long
+captions do not dominate); half-weighted next-token prediction on the user turn's text (language
+pretraining, which a from-scratch LM needs: copying a name from earlier in the turn is learnt in a
+few hundred text-only steps, and is what descriptions and concept prompts rely on); and a small
+per-patch loss that makes each projected image token name its patch's words. The language model
+and projector train at full learning rate, the vision tower at a tenth (it starts from the world
+CLIP, which already sees; the `same` task sharpens what captions never name). `train.py` runs it
+in phases (`--tasks` picks task kinds, `--base-from` continues a base). Examples are tokenised
+exactly as `apply_chat_template` renders a user turn (a test checks the equality).
 
-`generic_accuracy` reads the base's answers on held-out examples: an answer is right when every
-answer token is the model's top choice under teacher forcing, which is what greedy decoding would
-produce. Not done: a separate projector-alignment stage (the language model starts from nothing
-here, so there is nothing to keep frozen) and mixed precision (CPU float32 throughout).
+`generic_accuracy` reads the base's answers on held-out examples: yes/no and letter answers by
+their first token, others only when every token is the top choice under teacher forcing (what
+greedy decoding would produce). Not done: a separate projector-alignment stage (the language model
+starts from nothing, so there is nothing to keep frozen) and mixed precision (CPU float32).
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import json
 import logging
 import math
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -114,7 +119,9 @@ def build_model(
         text_config=text,
         image_token_id=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
         projector_hidden_act="gelu",
-        vision_feature_layer=-2,
+        # The last layer: the world CLIP's patch heads were trained on it, so it names shapes
+        # and patterns; llava-1.5's penultimate layer is a choice for CLIPs trained on captions.
+        vision_feature_layer=-1,
         vision_feature_select_strategy="default",
     )
     torch.manual_seed(seed)
@@ -155,7 +162,13 @@ def patch_words(tokenizer: LlamaTokenizer, scene: Scene) -> np.ndarray:
     owner = object_map(scene, cells).reshape(-1)
     background = [first(scene.background)] * 3
     rows = [
-        background if o < 0 else [first(scene.objects[o].look.colour), first(scene.objects[o].look.pattern), first(scene.objects[o].look.shape)]
+        background
+        if o < 0
+        else [
+            first(scene.objects[o].look.colour),
+            first(scene.objects[o].look.pattern),
+            first(scene.objects[o].look.shape),
+        ]
         for o in owner
     ]
     return np.asarray(rows, dtype=np.int64)
@@ -219,6 +232,22 @@ def answer_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return ((per_token * counted).sum(1) / counted.sum(1).clamp(min=1)).mean()
 
 
+def prompt_loss(
+    logits: torch.Tensor, batch: dict[str, torch.Tensor], image_token_id: int
+) -> torch.Tensor:
+    """Next-token cross-entropy over the user turn's text (not its image tokens, not the answer):
+    language-model pretraining on the world's text, which an LLM has before LLaVA tuning and a
+    from-scratch one needs. Copying a name or a word from earlier in the turn is what it
+    teaches first, and what the `named` tasks and concept prompts rely on."""
+    ids, labels, attention = batch["input_ids"], batch["labels"], batch["attention_mask"]
+    targets = ids[:, 1:].clone()
+    skip = (labels[:, 1:] != -100) | (attention[:, 1:] == 0) | (targets == image_token_id)
+    targets[skip] = -100
+    return torch.nn.functional.cross_entropy(
+        logits[:, :-1].transpose(1, 2).float(), targets, ignore_index=-100
+    )
+
+
 def patch_word_loss(
     image_tokens: torch.Tensor, embeddings: torch.Tensor, words: torch.Tensor
 ) -> torch.Tensor:
@@ -226,16 +255,22 @@ def patch_word_loss(
     of its dot products with every word embedding, for each of the three words."""
     logits = image_tokens.reshape(-1, image_tokens.shape[-1]) @ embeddings.T
     targets = words.reshape(-1, words.shape[-1])
-    losses = [torch.nn.functional.cross_entropy(logits, targets[:, k]) for k in range(targets.shape[1])]
+    losses = [
+        torch.nn.functional.cross_entropy(logits, targets[:, k]) for k in range(targets.shape[1])
+    ]
     return torch.stack(losses).mean()
 
 
 def _batches_of_kind(
-    tokenizer: LlamaTokenizer, looks: Sequence[Look], rng: np.random.Generator, batch_size: int
+    tokenizer: LlamaTokenizer,
+    looks: Sequence[Look],
+    rng: np.random.Generator,
+    batch_size: int,
+    mix: Mapping[str, float],
 ) -> tuple[list[Encoded], list[Encoded]]:
     """A batch split in two: examples with a photo and text-only ones (the model needs both
     pixel values and image tokens, or neither, per forward)."""
-    items = [encode(tokenizer, example(rng, looks), rng) for _ in range(batch_size)]
+    items = [encode(tokenizer, example(rng, looks, mix=mix), rng) for _ in range(batch_size)]
     return [i for i in items if i.photo is not None], [i for i in items if i.photo is None]
 
 
@@ -248,12 +283,15 @@ def train_base(
     seed: int,
     learning_rate: float = 1e-3,
     vision_learning_rate: float = 1e-4,
-    patch_weight: float = 0.5,
+    patch_weight: float = 0.2,
+    prompt_weight: float = 0.5,
     progress: bool = True,
     on_checkpoint: Callable[[int], None] | None = None,
     checkpoint_every: int = 250,
+    mix: Mapping[str, float] = TASK_WEIGHTS,
 ) -> list[float]:
-    """Instruction-tune `model` on generated examples; returns the loss every 10 steps."""
+    """Instruction-tune `model` on generated examples (task kinds drawn with the `mix`
+    weights); returns the loss every 10 steps."""
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     vision = list(model.model.vision_tower.parameters())
@@ -272,6 +310,7 @@ def train_base(
         ),
     )
     pad_id = tokenizer.pad_token_id
+    image_token_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
     projected: list[torch.Tensor] = []
     hook = model.model.multi_modal_projector.register_forward_hook(
         lambda module, args, output: projected.append(output)
@@ -281,7 +320,20 @@ def train_base(
     bar = tqdm(range(steps), desc="base", disable=not progress)
     try:
         for step in bar:
-            step_loss = _step(model, optimizer, tokenizer, looks, rng, batch_size, pad_id, patch_weight, projected)
+            step_loss = _step(
+                model,
+                optimizer,
+                tokenizer,
+                looks,
+                rng,
+                batch_size,
+                pad_id,
+                patch_weight,
+                prompt_weight,
+                image_token_id,
+                projected,
+                mix,
+            )
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             schedule.step()
@@ -307,10 +359,13 @@ def _step(
     batch_size: int,
     pad_id: int,
     patch_weight: float,
+    prompt_weight: float,
+    image_token_id: int,
     projected: list[torch.Tensor],
+    mix: Mapping[str, float],
 ) -> float:
     """Gradients of one batch (photo and text-only halves), weighted by their sizes."""
-    with_photo, text_only = _batches_of_kind(tokenizer, looks, rng, batch_size)
+    with_photo, text_only = _batches_of_kind(tokenizer, looks, rng, batch_size, mix)
     optimizer.zero_grad(set_to_none=True)
     step_loss = 0.0
     for items in (with_photo, text_only):
@@ -320,9 +375,13 @@ def _step(
         projected.clear()
         logits = _forward_logits(model, batch)
         loss = answer_loss(logits, batch["labels"])
+        if prompt_weight > 0:
+            loss = loss + prompt_weight * prompt_loss(logits, batch, image_token_id)
         if "patch_words" in batch and patch_weight > 0:
             embeddings = model.get_input_embeddings().weight
-            loss = loss + patch_weight * patch_word_loss(projected[0], embeddings, batch["patch_words"])
+            loss = loss + patch_weight * patch_word_loss(
+                projected[0], embeddings, batch["patch_words"]
+            )
         loss = loss * (len(items) / batch_size)
         loss.backward()
         step_loss += loss.item()
@@ -372,7 +431,9 @@ def generic_accuracy(
             for row, ex in enumerate(examples[start : start + batch_size]):
                 mask = labels[row] != -100
                 right = predicted[row][mask] == labels[row][mask]
-                hits[kind].append(bool(right[0] if decided_by_first_token(ex.answer) else right.all()))
+                hits[kind].append(
+                    bool(right[0] if decided_by_first_token(ex.answer) else right.all())
+                )
     accuracy = {kind: float(np.mean(values)) for kind, values in hits.items()}
     accuracy["all"] = float(np.mean([v for values in hits.values() for v in values]))
     return accuracy

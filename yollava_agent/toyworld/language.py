@@ -24,7 +24,7 @@ Not here: rendering (`world.py`), tokenising and batching (`base.py`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -238,11 +238,17 @@ TASK_WEIGHTS = {
 }
 
 
-def example(rng: np.random.Generator, looks: Sequence[Look], kind: str | None = None) -> Example:
-    """One generic instruction example over `looks` (the world's looks minus the subjects')."""
+def example(
+    rng: np.random.Generator,
+    looks: Sequence[Look],
+    kind: str | None = None,
+    mix: Mapping[str, float] = TASK_WEIGHTS,
+) -> Example:
+    """One generic instruction example over `looks` (the world's looks minus the subjects'):
+    of `kind`, or of a kind drawn with the `mix` weights."""
     if kind is None:
-        kinds = list(TASK_WEIGHTS)
-        weights = np.asarray([TASK_WEIGHTS[k] for k in kinds])
+        kinds = list(mix)
+        weights = np.asarray([mix[k] for k in kinds])
         kind = kinds[int(rng.choice(len(kinds), p=weights / weights.sum()))]
     return _BUILDERS[kind](rng, looks)
 
