@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from dataclasses import fields, replace
 from pathlib import Path
@@ -222,3 +223,26 @@ def test_an_interrupted_dataset_write_leaves_nothing(
     with pytest.raises(OSError, match="disk full"):
         bench.write_dataset(tmp_path / "v1")
     assert list(tmp_path.iterdir()) == []
+
+
+# ---- the training script
+
+
+def test_training_writes_models_that_load_through_the_normal_paths(tmp_path: Path) -> None:
+    from yollava_agent.loading import load_llava
+    from yollava_agent.toyworld.train import main as train
+    from yollava_agent.training.negatives import ClipEmbedder
+
+    out = tmp_path / "out"
+    tiny = ["--base-steps", "2", "--base-batch", "8", "--eval-per-task", "2"]
+    assert train([str(out), "--clip-steps", "2", "--clip-batch", "8", *tiny]) == 0
+    runtime = load_llava(str(out / "llava"), device="cpu", dtype="fp32")
+    assert runtime.model.config.vision_config.patch_size == 16
+    embedder = ClipEmbedder(bench.clip_config(out))
+    photo = Image.fromarray(render(random_scene(np.random.default_rng(0), generic_looks()), np.random.default_rng(0)))
+    assert embedder.embed([photo]).shape == (1, 64)
+    assert train([str(out), "--base-from", str(out / "llava"), "--tasks", "named_text", *tiny]) == 0
+    report = json.loads((out / "training.json").read_text())
+    assert [p["tasks"] for p in report["phases"]] == [None, ["named_text"]]
+    assert report["base"]["steps"] == 4
+    assert not [p for p in out.iterdir() if p.name.startswith(".")], "staging folders left behind"

@@ -214,6 +214,12 @@ def collate(items: Sequence[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
     return batch
 
 
+def _to(batch: dict[str, torch.Tensor], model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The batch on the model's device."""
+    device = next(model.parameters()).device
+    return {k: v.to(device) for k, v in batch.items()}
+
+
 def _forward_logits(
     model: LlavaForConditionalGeneration, batch: dict[str, torch.Tensor]
 ) -> torch.Tensor:
@@ -371,7 +377,7 @@ def _step(
     for items in (with_photo, text_only):
         if not items:
             continue
-        batch = collate(items, pad_id)
+        batch = _to(collate(items, pad_id), model)
         projected.clear()
         logits = _forward_logits(model, batch)
         loss = answer_loss(logits, batch["labels"])
@@ -425,7 +431,7 @@ def generic_accuracy(
         items = [encode(tokenizer, ex, rng) for ex in examples]
         for start in range(0, len(items), batch_size):
             chunk = items[start : start + batch_size]
-            batch = collate(chunk, pad_id)
+            batch = _to(collate(chunk, pad_id), model)
             predicted = _forward_logits(model, batch)[:, :-1].argmax(-1)
             labels = batch["labels"][:, 1:]
             for row, ex in enumerate(examples[start : start + batch_size]):

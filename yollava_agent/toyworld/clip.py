@@ -132,6 +132,7 @@ def train_clip(
     seed: int,
     progress: bool = True,
     attribute_weight: float = 1.0,
+    device: str = "cpu",
 ) -> Any:
     """Train the config's CLIP on freshly rendered scenes and their captions; returns the model.
 
@@ -157,6 +158,8 @@ def train_clip(
         [torch.nn.Linear(width, len(values)) for values in ATTRIBUTES.values()]
         + [torch.nn.Linear(width, len(BACKGROUNDS))]
     )
+    model.to(device)
+    heads.to(device)
     cells = IMAGE_SIZE // PATCH_SIZE
     rng = np.random.default_rng(seed)
     loss_fn = ClipLoss()
@@ -176,12 +179,13 @@ def train_clip(
     for step in bar:
         scenes = [random_scene(rng, looks) for _ in range(batch_size)]
         photos = np.stack([render(s, rng) for s in scenes])
-        texts = encode_text([caption_for_clip(s, rng) for s in scenes])
-        pooled, tokens = model.visual(pixels(photos))
+        texts = encode_text([caption_for_clip(s, rng) for s in scenes]).to(device)
+        pooled, tokens = model.visual(pixels(photos).to(device))
         image_features = torch.nn.functional.normalize(pooled, dim=-1)
         text_features = model.encode_text(texts, normalize=True)
         loss = loss_fn(image_features, text_features, model.logit_scale.exp())
-        targets = torch.stack([patch_attributes(s, cells) for s in scenes]).reshape(-1, len(heads))
+        targets = torch.stack([patch_attributes(s, cells) for s in scenes])
+        targets = targets.reshape(-1, len(heads)).to(device)
         flat = tokens.reshape(-1, tokens.shape[-1])
         attribute_loss = torch.stack(
             [
@@ -200,7 +204,7 @@ def train_clip(
                 "clip step %d loss %.4f attributes %.4f", step, loss.item(), attribute_loss.item()
             )
     model.visual.output_tokens = False
-    return model.eval()
+    return model.cpu().eval()
 
 
 def save_clip(model: Any, config: dict[str, Any], folder: Path) -> None:

@@ -6,7 +6,7 @@ the CLIP's vision tower. Written to OUT as `clip/` (open_clip config + safetenso
 (`save_pretrained` of model and processor), each through a temporary folder renamed into place,
 plus `training.json`: the settings, the loss curves and the base's generic accuracy per task on
 held-out examples. `--clip` starts from a CLIP written before, `--base-from` continues a base,
-`--tasks` trains on some task kinds only. The committed `yollava_agent/toyworld/weights/` were
+`--tasks` trains on some task kinds only, `--device cuda` trains on a GPU. The committed `yollava_agent/toyworld/weights/` were
 made in two phases (about 25 minutes on 2 CPU cores; `weights/training.json` records both):
 
     python -m yollava_agent.toyworld.train OUT --tasks named_text --base-steps 400 --learning-rate 1.5e-3
@@ -86,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
         "tokenizer and vision tower are kept, and no CLIP is trained)",
     )
     parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--device", default="cpu", help="where to train: cpu, cuda, cuda:1")
     parser.add_argument(
         "--tasks",
         nargs="+",
@@ -115,7 +116,9 @@ def _clip(args: argparse.Namespace, looks: list, tokenizer: object) -> object:
     config = clip_config(len(tokenizer), tokenizer.pad_token_id, tokenizer.eos_token_id)
     if args.clip is not None:
         return load_clip(args.clip, config)
-    clip = train_clip(looks, encode_text, config, args.clip_steps, args.clip_batch, args.seed)
+    clip = train_clip(
+        looks, encode_text, config, args.clip_steps, args.clip_batch, args.seed, device=args.device
+    )
     _publish(args.out, "clip", lambda folder: save_clip(clip, config, folder))
     return clip
 
@@ -139,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         clip = _clip(args, looks, tokenizer)
         clip_seconds = time.monotonic() - started
         model = build_model(tokenizer, clip.visual, args.seed)
+    model.to(args.device)
     base_started = time.monotonic()
     curve: dict[int, dict[str, float]] = {}
 
@@ -162,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
         mix=TASK_WEIGHTS if args.tasks is None else dict.fromkeys(args.tasks, 1.0),
     )
     accuracy = generic_accuracy(model, tokenizer, looks, args.eval_per_task, args.seed + 2)
+
+    model.cpu()
 
     def save_base(folder: Path) -> None:
         model.save_pretrained(folder)
