@@ -70,15 +70,17 @@ _CORPUS = (
 )
 
 
-def _train_tokenizer() -> LlamaTokenizer:
+def train_bpe_tokenizer(corpus: list[str], vocab_size: int) -> LlamaTokenizer:
+    """A Llama-style byte-fallback BPE tokenizer trained offline on `corpus`, with `<image>`
+    added and `<unk>` as padding (the tiny model's, and the toyworld base's)."""
     specials = ["<unk>", "<s>", "</s>"]
     byte_pieces = [f"<0x{i:02X}>" for i in range(256)]
     bpe = Tokenizer(models.BPE(byte_fallback=True, unk_token="<unk>"))
     bpe.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first")
     trainer = trainers.BpeTrainer(
-        vocab_size=640, special_tokens=specials + byte_pieces, show_progress=False
+        vocab_size=vocab_size, special_tokens=specials + byte_pieces, show_progress=False
     )
-    bpe.train_from_iterator(list(_CORPUS) * 20, trainer)
+    bpe.train_from_iterator(corpus, trainer)
     merges = [tuple(pair) for pair in json.loads(bpe.to_str())["model"]["merges"]]
     tokenizer = LlamaTokenizer(
         vocab=bpe.get_vocab(), merges=merges, legacy=False, add_bos_token=True
@@ -88,15 +90,16 @@ def _train_tokenizer() -> LlamaTokenizer:
     return tokenizer
 
 
-def _build_processor(tokenizer: LlamaTokenizer) -> LlavaProcessor:
+def llava_processor(tokenizer: LlamaTokenizer, image_size: int, patch_size: int) -> LlavaProcessor:
+    """A `LlavaProcessor` for square CLIP photos of `image_size` with llava-1.5's chat template."""
     image_processor = CLIPImageProcessor(
-        size={"shortest_edge": IMAGE_SIZE},
-        crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
+        size={"shortest_edge": image_size},
+        crop_size={"height": image_size, "width": image_size},
     )
     return LlavaProcessor(
         image_processor=image_processor,
         tokenizer=tokenizer,
-        patch_size=PATCH_SIZE,
+        patch_size=patch_size,
         vision_feature_select_strategy="default",
         num_additional_image_tokens=1,
         chat_template=LLAVA_15_CHAT_TEMPLATE,
@@ -156,8 +159,8 @@ def build_tiny_llava(folder: Path, seed: int = 0) -> Path:
     if (folder / "config.json").exists() and (folder / "processor_config.json").exists():
         return folder
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tokenizer = _train_tokenizer()
-    processor = _build_processor(tokenizer)
+    tokenizer = train_bpe_tokenizer(list(_CORPUS) * 20, vocab_size=640)
+    processor = llava_processor(tokenizer, IMAGE_SIZE, PATCH_SIZE)
     model = _build_model(tokenizer, seed)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:

@@ -126,13 +126,6 @@ def test_presence_answers_follow_the_scene() -> None:
         re.compile("^" + re.escape(q).replace(re.escape("{c}"), "(.+)") + "$")
         for q in RECOGNITION_QUESTIONS
     ]
-    subsets = [
-        ("colour", "pattern", "shape"),
-        ("colour", "shape"),
-        ("shape",),
-        ("pattern", "shape"),
-        ("colour",),
-    ]
     rng = np.random.default_rng(1)
     looks = generic_looks()
     answers = {"Yes": 0, "No": 0}
@@ -144,7 +137,7 @@ def test_presence_answers_follow_the_scene() -> None:
         # shortest capture is the phrase.
         phrase = min((m.group(1) for p in patterns if (m := p.match(ex.texts[0]))), key=len)
         present = any(
-            language.noun_phrase(o.look, s) == phrase for o in ex.scene.objects for s in subsets
+            language.noun_phrase(o.look, s) == phrase for o in ex.scene.objects for s in language.PRESENCE_PARTS
         )
         first = "Yes" if present else "No"
         assert ex.answer.startswith(first), ex

@@ -25,7 +25,6 @@ starts from nothing, so there is nothing to keep frozen) and mixed precision (CP
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections import defaultdict
@@ -35,11 +34,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 from tqdm import tqdm
 from transformers import (
-    AddedToken,
-    CLIPImageProcessor,
     LlamaConfig,
     LlamaTokenizer,
     LlavaConfig,
@@ -47,8 +43,8 @@ from transformers import (
     LlavaProcessor,
 )
 
-from yollava_agent.tiny import LLAVA_15_CHAT_TEMPLATE
-from yollava_agent.toyworld.clip import OPENAI_MEAN, OPENAI_STD, PATCH_SIZE, pixels
+from yollava_agent.tiny import llava_processor, train_bpe_tokenizer
+from yollava_agent.toyworld.clip import PATCH_SIZE, pixels
 from yollava_agent.toyworld.convert import hf_vision_config, open_clip_visual_to_hf
 from yollava_agent.toyworld.language import TASK_WEIGHTS, Example, example
 from yollava_agent.toyworld.world import IMAGE_SIZE, Look, Scene, object_map, render
@@ -60,41 +56,13 @@ IMAGE_TOKEN = "<image>"
 
 
 def train_tokenizer(corpus: Sequence[str], vocab_size: int = 1000) -> LlamaTokenizer:
-    """A Llama-style byte-fallback BPE tokenizer over the world's text, with `<image>` added."""
-    specials = ["<unk>", "<s>", "</s>"]
-    byte_pieces = [f"<0x{i:02X}>" for i in range(256)]
-    bpe = Tokenizer(models.BPE(byte_fallback=True, unk_token="<unk>"))
-    bpe.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first")
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=specials + byte_pieces, show_progress=False
-    )
-    bpe.train_from_iterator(list(corpus), trainer)
-    merges = [tuple(pair) for pair in json.loads(bpe.to_str())["model"]["merges"]]
-    tokenizer = LlamaTokenizer(
-        vocab=bpe.get_vocab(), merges=merges, legacy=False, add_bos_token=True
-    )
-    tokenizer.add_tokens(
-        [AddedToken(IMAGE_TOKEN, special=True, normalized=False)], special_tokens=True
-    )
-    tokenizer.pad_token = tokenizer.unk_token
-    return tokenizer
+    """The world's byte-fallback BPE tokenizer, built as the tiny model's is."""
+    return train_bpe_tokenizer(list(corpus), vocab_size)
 
 
 def build_processor(tokenizer: LlamaTokenizer) -> LlavaProcessor:
-    image_processor = CLIPImageProcessor(
-        size={"shortest_edge": IMAGE_SIZE},
-        crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
-        image_mean=list(OPENAI_MEAN),
-        image_std=list(OPENAI_STD),
-    )
-    return LlavaProcessor(
-        image_processor=image_processor,
-        tokenizer=tokenizer,
-        patch_size=PATCH_SIZE,
-        vision_feature_select_strategy="default",
-        num_additional_image_tokens=1,
-        chat_template=LLAVA_15_CHAT_TEMPLATE,
-    )
+    """64-px photos in 16-px patches, CLIP's normalisation (as `clip.pixels`), llava-1.5's template."""
+    return llava_processor(tokenizer, IMAGE_SIZE, PATCH_SIZE)
 
 
 def build_model(

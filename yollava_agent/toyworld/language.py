@@ -226,6 +226,15 @@ def caption_for_clip(scene: Scene, rng: np.random.Generator) -> str:
     return f"{listed} on {scene.background}."
 
 
+PRESENCE_PARTS = (
+    ("colour", "pattern", "shape"),
+    ("colour", "shape"),
+    ("shape",),
+    ("pattern", "shape"),
+    ("colour",),
+)
+"""Which words a presence question names a look by ('a blue star', 'a striped star'...)."""
+
 TASK_WEIGHTS = {
     "describe": 0.08,
     "presence": 0.2,
@@ -272,13 +281,6 @@ def _recognition(rng: np.random.Generator, subject: str, present: bool) -> tuple
 def _presence(rng: np.random.Generator, looks: Sequence[Look]) -> Example:
     scene = random_scene(rng, looks)
     wanted = rng.random() < 0.5
-    subsets = [
-        ("colour", "pattern", "shape"),
-        ("colour", "shape"),
-        ("shape",),
-        ("pattern", "shape"),
-        ("colour",),
-    ]
     # A short phrase for an absent look often names a present object too: draw again (a few
     # times) so that yes and no stay about as frequent.
     for _ in range(8):
@@ -287,7 +289,7 @@ def _presence(rng: np.random.Generator, looks: Sequence[Look]) -> Example:
             target = (
                 near_miss(rng, target, looks) if rng.random() < 0.7 else random_look(rng, looks)
             )
-        parts = subsets[int(rng.integers(len(subsets)))]
+        parts = PRESENCE_PARTS[int(rng.integers(len(PRESENCE_PARTS)))]
         phrase = noun_phrase(target, parts)
         present = any(noun_phrase(o.look, parts) == phrase for o in scene.objects)
         if present == wanted:
