@@ -34,7 +34,9 @@ import numpy as np
 from PIL import Image
 
 from yollava_agent.concept import identifier_token
-from yollava_agent.evaluation.harness import EvalReport
+from yollava_agent.evaluation.harness import METHODS, EvalConfig, EvalReport, evaluate
+from yollava_agent.evaluation.methods import TRAINED
+from yollava_agent.evaluation.report import write_report
 from yollava_agent.loading import load_llava
 from yollava_agent.paths import data_home
 from yollava_agent.prompts import concept_prompt
@@ -198,9 +200,10 @@ def _write(root: Path, seed: int) -> None:
         name: [a for a in look_alikes(look) if a in generic_set]
         for name, look in subject_looks.items()
     }
+    subject_words = {look.words for look in subject_looks.values()}
     # The generic looks with a subject's words: one unnamed attribute away from three subjects.
     same_words = sorted(
-        {a for values in alikes.values() for a in values if a.words in _subject_words()}, key=repr
+        {a for values in alikes.values() for a in values if a.words in subject_words}, key=repr
     )
     qa: dict[str, list[dict[str, object]]] = {}
     for name, look in subject_looks.items():
@@ -240,10 +243,6 @@ def _write(root: Path, seed: int) -> None:
             background = tuple(BACKGROUNDS)[int(rng.integers(len(BACKGROUNDS)))]
             scene = Scene(place_objects(rng, [look]), background)
             _photo(scene, rng).save(pool / f"alike-{name}-{index}.png")
-
-
-def _subject_words() -> set[str]:
-    return {look.words for look in subjects().values()}
 
 
 def default_benchmark_dir(seed: int = 0) -> Path:
@@ -343,10 +342,6 @@ def run_benchmark(
 
     Returns the `EvalReport`, the generic check (None unless `trained` ran) and the files written.
     """
-    from yollava_agent.evaluation.harness import METHODS, EvalConfig, evaluate
-    from yollava_agent.evaluation.methods import TRAINED
-    from yollava_agent.evaluation.report import write_report
-
     setup = toyworld_setup(root, seed, weights)
     config = EvalConfig(
         methods=list(methods) if methods is not None else list(METHODS),
