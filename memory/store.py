@@ -7,6 +7,11 @@ recognition threshold, timestamps; its vector is the mean of the concept's photo
 are copied into the data folder by content hash, one folder per user and concept, and the trained
 artifact lives beside them, so forgetting a concept removes one folder and its records.
 
+Forgetting leaves nothing readable behind, without ever touching Chroma's own files: descriptions
+and facts are stored sealed with a key kept in the concept's folder (`sealing.py`), records name
+photos by file name only, and the folder goes with the key. A forget interrupted by a crash is
+finished when the store next opens (the folder records who asked, before anything is removed).
+
 The instant tier: the moment a concept is added its photos are embedded, and `recognize` finds it
 in new photos by cosine similarity above a threshold calibrated on negatives (the negative pool
 and the user's other concepts). Collections always get our CLIP embedding function and explicit
@@ -19,12 +24,12 @@ model (it reaches the store through `StoreConceptSource`).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
+import json
 import logging
+import os
 import shutil
-import sqlite3
 import threading
 import time
 import uuid
@@ -46,6 +51,7 @@ from PIL import Image
 
 from yollava_agent.concept import validate_concept_name
 from yollava_agent.errors import UnknownConceptError, YoLLaVAError
+from yollava_agent.memory.sealing import ConceptKey, SealedTextError
 from yollava_agent.images import ImageInput, load_image
 from yollava_agent.paths import data_home
 from yollava_agent.recognition import DEFAULT_THRESHOLD, calibrate_threshold  # noqa: F401
@@ -59,9 +65,8 @@ STATUSES: tuple[ConceptStatus, ...] = ("taught", "training", "ready", "failed")
 CALIBRATION_NEGATIVES = 512
 """Most pool photos used to calibrate a concept's threshold."""
 MAX_USER_ID_LENGTH = 200
-_FLUSH_OFTEN = {"sync_threshold": 2, "batch_size": 2}
-# Chroma keeps every write in a log inside chroma.sqlite3 until its index flushes (default: every
-# 1,000 writes); flushing often lets `forget` leave none of a forgotten concept's text behind.
+_FORGET_INTENT = "forgetting.json"
+"""Written into a concept's folder before `forget` removes anything: who asked, which concept."""
 
 
 class StoreError(YoLLaVAError):
@@ -166,13 +171,17 @@ class ConceptRecord:
     """Why training failed, for status `failed`."""
 
     @classmethod
-    def from_metadata(cls, metadata: dict[str, Any]) -> ConceptRecord:
+    def from_metadata(
+        cls, metadata: dict[str, Any], description: str, folder: Path
+    ) -> ConceptRecord:
+        """The record of stored metadata, with its opened description and its concept folder."""
+        artifact = metadata.get("artifact_path", "")
         return cls(
             user_id=metadata["user_id"],
             name=metadata["name"],
             status=metadata["status"],
-            description=metadata.get("description", ""),
-            artifact_path=metadata.get("artifact_path", ""),
+            description=description,
+            artifact_path=str(folder / artifact) if artifact else "",
             threshold=float(metadata["threshold"]),
             photo_count=int(metadata["photo_count"]),
             created=metadata["created"],
@@ -227,7 +236,7 @@ class ConceptStore:
         def collection(name: str) -> Any:
             return self._call(
                 lambda: self.client.get_or_create_collection(
-                    name, embedding_function=function, configuration={"hnsw": {"space": "cosine", **_FLUSH_OFTEN}}
+                    name, embedding_function=function, configuration={"hnsw": {"space": "cosine"}}
                 )
             )
 
@@ -235,6 +244,7 @@ class ConceptStore:
         self.photos = collection("yollava_concept_photos")
         self.facts = collection("yollava_facts")
         self.negatives = collection("yollava_negative_pool")
+        self._finish_interrupted_forgets()
 
     def _connect(self, host: str | None, port: int) -> ClientAPI:
         settings = chromadb.Settings(anonymized_telemetry=False)
@@ -253,10 +263,19 @@ class ConceptStore:
             return chromadb.PersistentClient(path=str(folder), settings=settings)
         except OSError as e:
             raise self._unwritable(folder, e) from e
-        except ChromaError as e:
-            if _is_disk_failure(e):
+        except Exception as e:
+            if isinstance(e, ChromaError) and _is_disk_failure(e):
                 raise self._unwritable(folder, e) from e
-            raise
+            raise self._unopenable(folder, e) from e
+
+    def _unopenable(self, folder: Path, cause: Exception) -> StoreError:
+        msg = (
+            f"Chroma cannot open the store in {folder} ({type(cause).__name__}: {cause}). If it "
+            "is damaged, restore the folder from a backup, or move it aside to start with an "
+            f"empty store (the concepts' photos stay in {self.home / 'users'}); or set "
+            "YOLLAVA_HOME to another data folder."
+        )
+        return StoreError(msg)
 
     def _unavailable(self, host: str, port: int, cause: Exception) -> StoreUnavailableError:
         msg = (
@@ -309,19 +328,37 @@ class ConceptStore:
 
     def get_concept(self, user_id: str, name: str) -> ConceptRecord:
         """The concept `name` of this user; `UnknownConceptError` names it and the user's others."""
+        return self._record(self._metadata(user_id, name))
+
+    def _metadata(self, user_id: str, name: str) -> dict[str, Any]:
         _check_user(user_id)
         found = self._call(lambda: self.concepts.get(ids=[_record_id(user_id, name)]))
         if not found["ids"]:
             known = sorted(c.name for c in self.list_concepts(user_id))
             msg = f"Unknown concept {name!r}: your concepts are {known or 'none yet'}."
             raise UnknownConceptError(msg)
-        return ConceptRecord.from_metadata(found["metadatas"][0])
+        return found["metadatas"][0]
 
     def list_concepts(self, user_id: str) -> list[ConceptRecord]:
         """This user's concepts, by name."""
         _check_user(user_id)
         found = self._call(lambda: self.concepts.get(where=self._where(user_id)))
-        return sorted((ConceptRecord.from_metadata(m) for m in found["metadatas"]), key=lambda c: c.name)
+        return sorted((self._record(m) for m in found["metadatas"]), key=lambda c: c.name)
+
+    def _record(self, metadata: dict[str, Any]) -> ConceptRecord:
+        folder = self.concept_dir(metadata["user_id"], metadata["name"])
+        key = self._key(folder)
+        description = key.open(metadata.get("description", "")) if key else ""
+        return ConceptRecord.from_metadata(metadata, description, folder)
+
+    def _key(self, folder: Path) -> ConceptKey | None:
+        """The concept's key, or None while it is being forgotten (its folder is gone)."""
+        try:
+            return ConceptKey.of(folder)
+        except SealedTextError:
+            if folder.exists():
+                logger.warning("The key file of the concept in %s is missing", folder)
+            return None
 
     def add_concept(
         self, user_id: str, name: str, photos: Sequence[ImageInput], description: str = ""
@@ -357,9 +394,9 @@ class ConceptStore:
             folder = self.concept_dir(user_id, name)
             written = False
             try:
-                paths = self._write_photos(folder, blobs)
+                key, paths = self._write_photos(folder, blobs)
                 written = True
-                self._add_records(user_id, name, description, vectors, paths, threshold)
+                self._add_records(user_id, name, key.seal(description), vectors, paths, threshold)
             except BaseException:
                 if written:  # undo only what this call wrote, never another writer's concept
                     try:
@@ -372,7 +409,9 @@ class ConceptStore:
         logger.info("Added concept %r for a user (%d photos, threshold %.3f)", name, len(paths), threshold)
         return self.get_concept(user_id, name)
 
-    def _write_photos(self, folder: Path, blobs: list[tuple[bytes, str]]) -> list[Path]:
+    def _write_photos(
+        self, folder: Path, blobs: list[tuple[bytes, str]]
+    ) -> tuple[ConceptKey, list[Path]]:
         if folder.exists():
             msg = (
                 f"Concept folder {folder} already exists: another writer is adding "
@@ -383,6 +422,7 @@ class ConceptStore:
         staging = folder.parent / f".{folder.name}.new-{uuid.uuid4().hex[:8]}"
         try:
             (staging / "photos").mkdir(parents=True)
+            key = ConceptKey.create(staging)
             paths = []
             for data, suffix in blobs:
                 name = hashlib.sha256(data).hexdigest() + suffix
@@ -392,13 +432,13 @@ class ConceptStore:
         except OSError as e:
             shutil.rmtree(staging, ignore_errors=True)
             raise self._unwritable(folder.parent, e) from e
-        return list(dict.fromkeys(paths))
+        return key, list(dict.fromkeys(paths))
 
     def _add_records(
         self,
         user_id: str,
         name: str,
-        description: str,
+        sealed_description: str,
         vectors: torch.Tensor,
         paths: list[Path],
         threshold: float,
@@ -408,7 +448,7 @@ class ConceptStore:
             lambda: self.photos.add(
                 ids=[_record_id(user_id, name, p.name) for p in unique],
                 embeddings=[v.numpy() for v in unique.values()],
-                metadatas=[{"user_id": user_id, "concept": name, "path": str(p)} for p in unique],
+                metadatas=[{"user_id": user_id, "concept": name, "file": p.name} for p in unique],
             )
         )
         centroid = torch.nn.functional.normalize(vectors.mean(0), dim=0)
@@ -417,7 +457,7 @@ class ConceptStore:
             "user_id": user_id,
             "name": name,
             "status": "taught",
-            "description": description,
+            "description": sealed_description,
             "artifact_path": "",
             "threshold": threshold,
             "photo_count": len(unique),
@@ -459,7 +499,10 @@ class ConceptStore:
             record = self.get_concept(user_id, name)
             update: dict[str, Any] = {"status": status, "updated": _now(), "error": error}
             if artifact_path is not None:
-                update["artifact_path"] = str(artifact_path)
+                # Relative to the concept's folder, so no record spells out where the concept lived.
+                folder = self.concept_dir(user_id, name)
+                path = Path(artifact_path)
+                update["artifact_path"] = str(path.relative_to(folder) if path.is_relative_to(folder) else path)
             self._call(lambda: self.concepts.update(ids=[_record_id(user_id, record.name)], metadatas=[update]))
         return self.get_concept(user_id, name)
 
@@ -467,42 +510,62 @@ class ConceptStore:
         """The stored photos of a concept."""
         self.get_concept(user_id, name)
         found = self._call(lambda: self.photos.get(where={"$and": [{"user_id": user_id}, {"concept": name}]}))
-        return sorted(Path(m["path"]) for m in found["metadatas"])
+        photos = self.concept_dir(user_id, name) / "photos"
+        return sorted(photos / m["file"] for m in found["metadatas"])
 
     def forget(self, user_id: str, name: str) -> None:
-        """Remove the concept: its records, facts, photos and trained artifact, nothing else."""
+        """Remove the concept: its records, facts, photos and trained artifact, nothing else.
+
+        The concept's folder first records that it is being forgotten and is moved aside; then
+        the records go, then the folder with the key of the sealed text. A crash at any point is
+        finished by the next store opened on this data folder.
+        """
         with self.lock:
-            self.get_concept(user_id, name)
+            uid = self._metadata(user_id, name)["uid"]
             folder = self.concept_dir(user_id, name)
             retired = folder.parent / f".{name}.forget-{uuid.uuid4().hex[:8]}"
             if folder.exists():
+                intent = {"user_id": user_id, "name": name, "uid": uid}
                 try:
+                    _write_json_durably(folder / _FORGET_INTENT, intent)
                     folder.rename(retired)
                 except OSError as e:
+                    (folder / _FORGET_INTENT).unlink(missing_ok=True)
                     raise self._unwritable(folder.parent, e) from e
             try:
                 self._delete_records(user_id, name)
             except BaseException:
                 if retired.exists():
                     retired.rename(folder)  # nothing forgotten: records and files stay together
+                    (folder / _FORGET_INTENT).unlink(missing_ok=True)
                 raise
             shutil.rmtree(retired, ignore_errors=True)
-            self._compact()
         logger.info("Forgot concept %r of a user", name)
 
-    def _compact(self) -> None:
-        """Drop the freed pages of the embedded database, so forgotten text leaves the disk.
-
-        A Chroma server compacts its own files; from here only the embedded store can be.
-        """
-        if self._server:
+    def _finish_interrupted_forgets(self) -> None:
+        """Complete every forget a crash interrupted: the user asked for it, and was not told it
+        failed, so the records and files go now (a concept taught again since, with another uid,
+        keeps its records)."""
+        users = self.home / "users"
+        if not users.is_dir():
             return
-        database = self.home / "chroma" / "chroma.sqlite3"
-        try:
-            with contextlib.closing(sqlite3.connect(database)) as connection:
-                connection.execute("VACUUM")
-        except sqlite3.Error as e:
-            logger.warning("Could not compact %s after forgetting: %s", database, e)
+        for intent_file in users.glob(f"*/concepts/*/{_FORGET_INTENT}"):
+            folder = intent_file.parent
+            try:
+                intent = json.loads(intent_file.read_text(encoding="utf-8"))
+                user_id, name = intent["user_id"], intent["name"]
+            except (OSError, ValueError, KeyError) as e:
+                logger.warning("Cannot read %s (%s): left in place", intent_file, e)
+                continue
+            found = self._call(lambda: self.concepts.get(ids=[_record_id(user_id, name)]))
+            same_concept = bool(found["ids"]) and found["metadatas"][0]["uid"] == intent["uid"]
+            if same_concept:
+                self._delete_records(user_id, name)
+            if same_concept or not found["ids"] or folder.name.startswith("."):
+                shutil.rmtree(folder, ignore_errors=True)
+            else:
+                intent_file.unlink()  # a live folder of a concept taught again since
+            logger.info("Finished forgetting concept %r of a user after an interruption", name)
 
     def _delete_records(self, user_id: str, name: str) -> None:
         self._call(lambda: self.photos.delete(where={"$and": [{"user_id": user_id}, {"concept": name}]}))
@@ -518,6 +581,7 @@ class ConceptStore:
         if not text:
             msg = f"The fact about {name!r} is empty: say what to remember."
             raise ValueError(msg)
+        key = ConceptKey.of(self.concept_dir(user_id, record.name))
         item = Fact(id=uuid.uuid4().hex[:12], concept=name, text=text, created=_now())
         centroid = self._call(
             lambda: self.concepts.get(ids=[_record_id(user_id, record.name)], include=["embeddings"])
@@ -526,7 +590,7 @@ class ConceptStore:
             lambda: self.facts.add(
                 ids=[_record_id(user_id, name, "fact", item.id)],
                 embeddings=[centroid],
-                documents=[text],
+                documents=[key.seal(text)],
                 metadatas=[
                     {
                         "user_id": user_id,
@@ -544,11 +608,15 @@ class ConceptStore:
         """The facts remembered about a concept, oldest first."""
         self.get_concept(user_id, name)
         found = self._call(lambda: self.facts.get(where={"$and": [{"user_id": user_id}, {"concept": name}]}))
+        key = self._key(self.concept_dir(user_id, name))
+        if key is None:
+            return []  # being forgotten
         ordered = sorted(
             zip(found["metadatas"], found["documents"], strict=True), key=lambda pair: pair[0]["order"]
         )
         return [
-            Fact(id=m["fact_id"], concept=name, text=doc, created=m["created"]) for m, doc in ordered
+            Fact(id=m["fact_id"], concept=name, text=key.open(doc), created=m["created"])
+            for m, doc in ordered
         ]
 
     def forget_fact(self, user_id: str, name: str, fact_id: str) -> None:
@@ -619,3 +687,10 @@ def _photo_bytes(photo: ImageInput, image: Image.Image) -> tuple[bytes, str]:
     image.save(buffer, format="PNG")
     return buffer.getvalue(), ".png"
 
+
+
+def _write_json_durably(path: Path, data: dict[str, Any]) -> None:
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(data, handle)
+        handle.flush()
+        os.fsync(handle.fileno())

@@ -560,7 +560,7 @@ def test_forget_removes_that_concept_of_that_user_and_nothing_else(
     setup = _forget_setup(store, tmp_path)
     files_before, records_before = _state(store)
     forgotten_files = {f for f in files_before if (store.home / f).is_relative_to(setup["folder"])}
-    assert len(forgotten_files) == 4  # 3 photos and the artifact
+    assert len(forgotten_files) == 5  # 3 photos, the artifact and the key of its sealed text
 
     store.forget("alice", "zanzibar")
 
@@ -826,8 +826,9 @@ def test_each_stored_photo_keeps_its_own_embedding(store: ConceptStore, tmp_path
     store.add_concept("alice", "bo", [red, red, green])
     got = store.photos.get(where={"user_id": "alice"}, include=["metadatas", "embeddings"])
     for metadata, vector in zip(got["metadatas"], got["embeddings"], strict=True):
-        expected = _embed(store, [Path(metadata["path"])])[0].numpy()
-        assert np.allclose(vector, expected, atol=1e-5), metadata["path"]
+        photo = store.concept_dir("alice", "bo") / "photos" / metadata["file"]
+        expected = _embed(store, [photo])[0].numpy()
+        assert np.allclose(vector, expected, atol=1e-5), metadata["file"]
     assert store.recognize("alice", green)[0].score == pytest.approx(1.0, abs=1e-5)
 
 

@@ -143,8 +143,9 @@ def test_a_store_on_a_chroma_server(
         p.is_file() and p.is_relative_to(tmp_path / "a") for p in store.photo_paths("alice", "bo")
     )
 
-    # Another store object (another app process, say) on the same server sees all of it.
-    other = ConceptStore(home=tmp_path / "b", host=HOST, port=server.port, clip=TINY)
+    # Another store object (another app replica, say) on the same server and the same shared
+    # data folder sees all of it.
+    other = ConceptStore(home=tmp_path / "a", host=HOST, port=server.port, clip=TINY)
     assert other.get_concept("alice", "bo") == record
     assert other.list_facts("alice", "bo") == [fact]
     assert [r.name for r in other.recognize("alice", photos[2])] == ["bo"]
