@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import queue
@@ -50,11 +51,11 @@ from pydantic import ConfigDict, Field, InstanceOf, field_validator
 from transformers import StoppingCriteria, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
-from yollava_agent.concept import Concept
-from yollava_agent.errors import UnknownConceptError, UnsupportedMessageError
+from yollava_agent.concept import Concept, identifier_token
+from yollava_agent.errors import PromptTooLongError, UnknownConceptError, UnsupportedMessageError
 from yollava_agent.images import image_from_block, is_image_block
 from yollava_agent.loading import default_model, resolve_device, shared_runtime
-from yollava_agent.prompts import Turn, render_answer, with_concepts
+from yollava_agent.prompts import Turn, escape_special_tokens, render_answer, with_concepts
 from yollava_agent.runtime import LlavaRuntime
 from yollava_agent.sources import ActiveConcept, ConceptSource
 from yollava_agent.tool_calling import (
@@ -111,6 +112,24 @@ def message_to_turn(message: BaseMessage, images: list[Image.Image]) -> Turn:
     if isinstance(message, AIMessage) and message.tool_calls:
         content.append(_text_block(render_tool_calls(message.tool_calls)))
     return {"role": role, "content": content}
+
+
+def _plain_text(runtime: LlavaRuntime, keep: Sequence[str]) -> Callable[[str], str]:
+    """Makes people's text plain: none of the tokenizer's special or added tokens (the image
+    marker, end-of-turn tokens, injected latent tokens) can be typed in, only `keep`."""
+    tokenizer: Any = runtime.tokenizer
+    special = {token.content for token in tokenizer.added_tokens_decoder.values()}
+    special.update(tokenizer.all_special_tokens)
+    special.add(runtime.processor.image_token)
+    return lambda text: escape_special_tokens(text, special, keep)
+
+
+def _with_plain_text(turn: Turn, plain: Callable[[str], str]) -> Turn:
+    content = [
+        {**block, "text": plain(block["text"])} if block.get("type") == "text" else block
+        for block in turn["content"]
+    ]
+    return {**turn, "content": content}
 
 
 _BYTE_PIECE = re.compile(r"<0x[0-9A-Fa-f]{2}>")
@@ -300,6 +319,9 @@ class ChatYoLLaVA(BaseChatModel):
     """Strings that end an answer; they are cut from it."""
     seed: int | None = None
     """Seed for sampling when temperature > 0, for repeatable answers."""
+    max_prompt_tokens: int | None = Field(default=None, gt=0)
+    """Most prompt tokens per turn; a longer turn is refused. None: the model's context length
+    less `max_new_tokens`."""
     concepts: list[InstanceOf[ActiveConcept]] = Field(default_factory=list)
     """Concepts active in every answer: `Concept` artifacts, concept folders or `ActiveConcept`s."""
     concept_source: InstanceOf[ConceptSource] | None = None
@@ -446,6 +468,12 @@ class ChatYoLLaVA(BaseChatModel):
         )
         active = self.active_concepts(human_text, human_images, kwargs.get("concepts", ()))
         runtime.set_concepts(a.concept for a in active if a.concept is not None)
+        plain = _plain_text(runtime, [identifier_token(a.name) for a in active if a.concept])
+        conversation = [_with_plain_text(turn, plain) for turn in conversation]
+        active = [
+            dataclasses.replace(a, description=plain(a.description), facts=tuple(map(plain, a.facts)))
+            for a in active
+        ]
         conversation = with_concepts(conversation, active, human_index)
         tools = kwargs.get("tools") or []
         if tools:
@@ -453,6 +481,7 @@ class ChatYoLLaVA(BaseChatModel):
             conversation.insert(0, {"role": "system", "content": [_text_block(instruction)]})
         prompt = runtime.processor.apply_chat_template(conversation, add_generation_prompt=True)
         inputs = runtime.processor(text=prompt, images=images or None, return_tensors="pt")
+        self._check_prompt_length(runtime, int(inputs["input_ids"].shape[1]), kwargs)
         inputs = {k: v.to(runtime.device) for k, v in inputs.items()}
         if "pixel_values" in inputs:
             inputs["pixel_values"] = inputs["pixel_values"].to(runtime.dtype)
@@ -477,6 +506,24 @@ class ChatYoLLaVA(BaseChatModel):
             tools=tools,
             generation_kwargs=generation_kwargs,
         )
+
+    def _check_prompt_length(
+        self, runtime: LlavaRuntime, length: int, kwargs: dict[str, Any]
+    ) -> None:
+        max_new = int(kwargs.get("max_new_tokens", self.max_new_tokens))
+        limit = self.max_prompt_tokens
+        if limit is None:
+            context = runtime.model.config.get_text_config().max_position_embeddings
+            limit, why = context - max_new, f"its context of {context} less max_tokens {max_new}"
+        else:
+            why = "max_prompt_tokens"
+        if length > limit:
+            msg = (
+                f"This turn's prompt is {length} tokens, more than the {limit} the model takes "
+                f"({why}). Ask a shorter question, shorten long facts, or start a new "
+                "conversation."
+            )
+            raise PromptTooLongError(msg)
 
     def _decode(self, runtime: LlavaRuntime, turn: _Turn, ids: Sequence[int]) -> str:
         text = runtime.tokenizer.decode(list(ids), skip_special_tokens=True)

@@ -18,6 +18,7 @@ import re
 import shutil
 import tempfile
 import unicodedata
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -37,10 +38,22 @@ MAX_NAME_LENGTH = 40
 # Letters, digits, '_' and '-', starting with a letter or digit: safe as a folder name on every
 # platform and as a token body, and free of the characters that break token or path parsing.
 _NAME_PATTERN = re.compile(r"[^\W_][\w-]*")
+# '_' and digits at the end is the form of latent tokens: refusing it for names means no concept's
+# tokens can ever be another's (`<bo_1>` is only ever bo's first latent token).
+_LATENT_SUFFIX = re.compile(r"_\d+$")
 
 
-def validate_concept_name(name: object) -> str:
-    """Return `name` if it is a safe concept identifier, else raise `InvalidConceptNameError`."""
+def validate_concept_name(
+    name: object,
+    base_vocabulary: Collection[str] = (),
+    num_latent_tokens: int = DEFAULT_NUM_LATENT_TOKENS,
+) -> str:
+    """Return `name` if it can be a concept, else raise `InvalidConceptNameError` saying why.
+
+    The one rule for names, applied wherever a name comes in (store, tools, app, CLI, trainer):
+    a safe identifier, not of the latent-token form, and, given the base model's vocabulary,
+    none of whose tokens (`<bo>`, `<bo_1>`...) the base already has (`s` would be `<s>`).
+    """
     if not isinstance(name, str):
         msg = f"Concept name must be a string, got {type(name).__name__} {name!r}."
         raise InvalidConceptNameError(msg)
@@ -58,6 +71,21 @@ def validate_concept_name(name: object) -> str:
             f"Concept name {name!r} is not a safe identifier: use letters, digits, '_' and '-', "
             "starting with a letter or digit (no spaces, path separators, '<', '>' or control "
             "characters)."
+        )
+        raise InvalidConceptNameError(msg)
+    if _LATENT_SUFFIX.search(name):
+        stem, digits = name.rsplit("_", 1)
+        msg = (
+            f"Concept name {name!r} ends in '_' and digits, which is how latent tokens are named "
+            f"(<{stem}_{digits}> is a latent token of {stem!r}); choose another name, such as "
+            f"{stem + '-' + digits!r}."
+        )
+        raise InvalidConceptNameError(msg)
+    taken = [t for t in concept_tokens(name, num_latent_tokens) if t in base_vocabulary]
+    if taken:
+        msg = (
+            f"Concept name {name!r} cannot be used with this model: its vocabulary already has "
+            f"the token {taken[0]!r}. Choose another name, such as {name + '-1'!r}."
         )
         raise InvalidConceptNameError(msg)
     return name

@@ -46,3 +46,7 @@ class ImageInputError(YoLLaVAError, ValueError):
 
 class UnsupportedMessageError(YoLLaVAError, TypeError):
     """A chat message of a type the model cannot render into its prompt."""
+
+
+class PromptTooLongError(YoLLaVAError, ValueError):
+    """A turn's prompt has more tokens than the chat model takes."""

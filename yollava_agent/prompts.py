@@ -8,14 +8,19 @@ they were. A concept that has no trained tokens yet is described in words instea
 facts follow as plain sentences.
 
 The conversation is rendered with the processor's chat template, so each checkpoint gets its own
-format. Not here: how messages are turned into turns (the chat model) and tool prompts
-(`tool_calling.py`).
+format. Text that comes from people (messages, descriptions, facts) never becomes one of the
+template's special tokens: `escape_special_tokens` breaks up every added or special token of the
+tokenizer it contains (`<image>`, `</s>`, `<|im_end|>`, latent tokens) with an invisible word
+joiner, so it is read as plain text; only active concepts' identifiers (`<bo>`) stay, being names.
+A concept's facts enter the prompt newest first up to `MAX_FACT_PROMPT_CHARS`, and the prompt says
+how many older ones were left out. Not here: how messages are turned into turns (the chat model)
+and tool prompts (`tool_calling.py`).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from yollava_agent.concept import identifier_token, latent_tokens
@@ -23,6 +28,20 @@ from yollava_agent.sources import ActiveConcept
 
 Turn = dict[str, Any]
 """One chat-template message: {"role": ..., "content": [{"type": "image"} | {"type": "text", ...}]}."""
+
+MAX_FACT_PROMPT_CHARS = 1500
+"""Most characters of a concept's facts that go into one prompt (the newest facts first)."""
+WORD_JOINER = "\u2060"
+"""Invisible, and not part of any token: put inside a special token's text, it stops being one."""
+
+
+def escape_special_tokens(text: str, special_tokens: Collection[str], keep: Collection[str] = ()) -> str:
+    """`text` with every token of `special_tokens` in it (but those in `keep`) made plain text."""
+    escaped = sorted((t for t in special_tokens if len(t) > 1 and t not in keep), key=len, reverse=True)
+    if not escaped or not any(t in text for t in escaped):
+        return text
+    pattern = "|".join(re.escape(t) for t in escaped)
+    return re.sub(pattern, lambda m: m[0][0] + WORD_JOINER + m[0][1:], text)
 
 
 def concept_prompt(name: str, num_latent_tokens: int) -> str:
@@ -39,9 +58,17 @@ def active_concept_prompt(active: ActiveConcept) -> str:
         description = active.description.strip().rstrip(".")
         parts = [f"{active.name} is {description}." if description else f"{active.name} is known to the user."]
         subject = active.name
-    if active.facts:
-        facts = "; ".join(fact.strip().rstrip(".") for fact in active.facts)
-        parts.append(f"Facts about {subject}: {facts}.")
+    shown, budget = [], MAX_FACT_PROMPT_CHARS
+    for fact in reversed(active.facts):
+        fact = fact.strip().rstrip(".")
+        if len(fact) > budget:
+            break
+        shown.insert(0, fact)
+        budget -= len(fact) + 2
+    if shown:
+        parts.append(f"Facts about {subject}: {'; '.join(shown)}.")
+    if len(shown) < len(active.facts):
+        parts.append(f"({len(active.facts) - len(shown)} older facts not shown.)")
     return " ".join(parts)
 
 

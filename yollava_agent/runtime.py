@@ -27,8 +27,8 @@ from collections.abc import Iterable
 import torch
 from transformers import AddedToken, LlavaForConditionalGeneration, ProcessorMixin
 
-from yollava_agent.concept import BaseFingerprint, Concept
-from yollava_agent.errors import ConceptConflictError
+from yollava_agent.concept import BaseFingerprint, Concept, validate_concept_name
+from yollava_agent.errors import ConceptConflictError, InvalidConceptNameError
 
 logger = logging.getLogger(__name__)
 
@@ -152,23 +152,12 @@ class LlavaRuntime:
         self._apply(wanted)
 
     def _check_conflicts(self, active: dict[str, Concept]) -> None:
-        owner: dict[str, str] = {}
         base_vocab = self.base_vocabulary
         for concept in active.values():
-            for token in concept.tokens:
-                if token in base_vocab:
-                    msg = (
-                        f"Concept {concept.name!r} needs token {token!r}, which the base model "
-                        f"{self.model_id!r} already has in its vocabulary; choose another name."
-                    )
-                    raise ConceptConflictError(msg)
-                if token in owner:
-                    msg = (
-                        f"Concepts {owner[token]!r} and {concept.name!r} both use token "
-                        f"{token!r}; rename one of them to use both at once."
-                    )
-                    raise ConceptConflictError(msg)
-                owner[token] = concept.name
+            try:
+                validate_concept_name(concept.name, base_vocab, concept.num_latent_tokens)
+            except InvalidConceptNameError as e:
+                raise ConceptConflictError(f"{e} (model {self.model_id!r})") from e
 
     def _apply(self, active: dict[str, Concept]) -> None:
         self._check_conflicts(active)

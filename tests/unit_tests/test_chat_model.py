@@ -203,3 +203,18 @@ def test_create_agent_drives_the_model(runtime) -> None:
     state = agent.invoke({"messages": [HumanMessage("Which concepts do I have?")]})
     assert isinstance(state["messages"][-1], AIMessage)
     assert state["messages"][0].text == "Which concepts do I have?"
+
+
+def test_a_prompt_longer_than_the_model_takes_is_refused_with_the_numbers(runtime) -> None:
+    from yollava_agent import PromptTooLongError
+
+    chat = ChatYoLLaVA(model="tiny", max_tokens=8)
+    context = runtime.model.config.get_text_config().max_position_embeddings
+    with pytest.raises(
+        PromptTooLongError, match=rf"more than the {context - 8} the model takes \(its context of {context} less max_tokens 8\)"
+    ):
+        chat.invoke("word " * 2000)
+    limited = ChatYoLLaVA(model="tiny", max_tokens=8, max_prompt_tokens=12)
+    with pytest.raises(PromptTooLongError, match=r"more than the 12 the model takes \(max_prompt_tokens\)"):
+        limited.invoke("a question that is longer than twelve tokens for sure")
+    assert chat.invoke("Hello").usage_metadata["output_tokens"] == 8  # the model is not stuck

@@ -20,7 +20,7 @@ from yollava_agent import (
 )
 
 
-@pytest.mark.parametrize("name", ["bo", "my-mug", "Zoë", "dog_2", "A" * 40])
+@pytest.mark.parametrize("name", ["bo", "my-mug", "Zoë", "dog-2", "dog_two", "2_dogs", "A" * 40])
 def test_safe_names_are_accepted(name: str) -> None:
     assert validate_concept_name(name) == name
 
@@ -38,6 +38,8 @@ def test_safe_names_are_accepted(name: str) -> None:
         ("my dog", "not a safe identifier"),
         ("_bo", "not a safe identifier"),
         ("x" * 41, "41 characters long"),
+        ("bo_1", r"ends in '_' and digits.*<bo_1> is a latent token of 'bo'.*such as 'bo-1'"),
+        ("dog_22", "ends in '_' and digits"),
         (7, "must be a string"),
     ],
 )
@@ -135,3 +137,13 @@ def test_loading_onto_another_base_names_both(runtime, tmp_path: Path) -> None:
     assert "'tiny'" in message
     assert "'llava-hf/llava-1.5-7b-hf'" in message
     assert "teach 'bo' again" in message
+
+
+@pytest.mark.parametrize(
+    ("name", "token"), [("s", "<s>"), ("image", "<image>"), ("unk", "<unk>"), ("think", "<think_3>")]
+)
+def test_names_whose_tokens_the_base_has_are_refused(name: str, token: str) -> None:
+    vocabulary = {"<s>", "</s>", "<unk>", "<image>", "<think_3>", "hello"}
+    with pytest.raises(InvalidConceptNameError, match=rf"{name!r} cannot be used with this model: its vocabulary already has the token {token!r}"):
+        validate_concept_name(name, vocabulary)
+    assert validate_concept_name("bo", vocabulary) == "bo"
