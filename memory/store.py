@@ -33,7 +33,7 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -62,6 +62,10 @@ logger = logging.getLogger(__name__)
 ConceptStatus = Literal["taught", "training", "ready", "failed"]
 STATUSES: tuple[ConceptStatus, ...] = ("taught", "training", "ready", "failed")
 
+MAX_DESCRIPTION_CHARS = 500
+"""Longest description of a concept: it goes into every prompt about the concept."""
+MAX_FACT_CHARS = 1000
+"""Longest fact; prompts carry the newest facts that fit their own budget."""
 CALIBRATION_NEGATIVES = 512
 """Most pool photos used to calibrate a concept's threshold."""
 MAX_USER_ID_LENGTH = 200
@@ -222,8 +226,11 @@ class ConceptStore:
         port: int = 8000,
         clip: ClipConfig | None = None,
         pool_folders: Sequence[str | Path] = (),
+        base_vocabulary: Collection[str] = (),
     ) -> None:
         self.home = Path(home) if home is not None else data_home()
+        self.base_vocabulary = base_vocabulary
+        """Tokens of the base model in use: names whose tokens it already has are refused."""
         self.clip = clip or ClipConfig()
         self.embedder = ClipEmbedder(self.clip)
         self.pool_folders = [Path(p) for p in pool_folders]
@@ -369,7 +376,8 @@ class ConceptStore:
         what this call wrote, so the store is as it was.
         """
         _check_user(user_id)
-        validate_concept_name(name)
+        validate_concept_name(name, self.base_vocabulary)
+        description = _checked_text(description, MAX_DESCRIPTION_CHARS, f"The description of {name!r}")
         if not photos:
             msg = f"Concept {name!r} needs at least one photo; none were given."
             raise ValueError(msg)
@@ -577,7 +585,7 @@ class ConceptStore:
     def remember(self, user_id: str, name: str, fact: str) -> Fact:
         """Store a fact about a concept ("bo's birthday is May 3")."""
         record = self.get_concept(user_id, name)
-        text = fact.strip() if isinstance(fact, str) else ""
+        text = _checked_text(fact, MAX_FACT_CHARS, f"The fact about {name!r}")
         if not text:
             msg = f"The fact about {name!r} is empty: say what to remember."
             raise ValueError(msg)
@@ -645,6 +653,8 @@ class ConceptStore:
         )
         best: dict[str, float] = {}
         for metadata, distance in zip(found["metadatas"][0], found["distances"][0], strict=True):
+            if metadata is None:
+                continue  # a photo deleted while the index answered: Chroma gives no metadata
             score = 1.0 - float(distance)
             best[metadata["concept"]] = max(score, best.get(metadata["concept"], -1.0))
         hits = [
@@ -694,3 +704,15 @@ def _write_json_durably(path: Path, data: dict[str, Any]) -> None:
         json.dump(data, handle)
         handle.flush()
         os.fsync(handle.fileno())
+
+
+def _checked_text(text: object, limit: int, what: str) -> str:
+    """`text` stripped, or a `ValueError` naming `what` when it is longer than `limit`."""
+    stripped = text.strip() if isinstance(text, str) else ""
+    if len(stripped) > limit:
+        msg = (
+            f"{what} is {len(stripped):,} characters long; the limit is {limit:,}. Say it in "
+            "fewer words, or split it into several facts."
+        )
+        raise ValueError(msg)
+    return stripped

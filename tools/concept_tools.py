@@ -40,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from yollava_agent.concept import validate_concept_name
 from yollava_agent.errors import UnknownConceptError, YoLLaVAError
 from yollava_agent.memory.store import MAX_USER_ID_LENGTH, ConceptRecord, ConceptStore
+from yollava_agent.training.config import check_teach_photo_count
 from yollava_agent.tools.queue import TrainingJob, TrainingQueue
 
 logger = logging.getLogger(__name__)
@@ -241,12 +242,15 @@ class TeachConceptTool(_QueueTool):
     args_schema: type[BaseModel] = TeachConceptInput
     photo_dirs: list[Path] | None = None
     """When set, photos must lie inside one of these folders (say, the app's upload folder)."""
+    status_hint: str = "concept_status"
+    """How the caller checks progress, named in the reply: the tool for agents, `/status {name}`
+    in the app."""
 
     def _act(
         self, name: str, photo_paths: list[str], description: str = ""
     ) -> tuple[str, dict[str, Any]]:
         try:
-            validate_concept_name(name)
+            validate_concept_name(name, self.store.base_vocabulary)
         except YoLLaVAError as e:
             raise ToolException(f"{e} Nothing was stored.") from e
         job = self._active_job(name)
@@ -273,6 +277,10 @@ class TeachConceptTool(_QueueTool):
             raise ToolException(msg)
         paths = [_photo_path(p, self.store, self.photo_dirs) for p in photo_paths]
         try:
+            check_teach_photo_count(name, len(set(paths)))
+        except ValueError as e:
+            raise ToolException(f"{e} Nothing was stored.") from e
+        try:
             record = self.store.add_concept(self.user_id, name, paths, description)
         except (YoLLaVAError, ValueError) as e:
             raise ToolException(f"Could not teach {name!r}: {e} Nothing was stored.") from e
@@ -280,8 +288,8 @@ class TeachConceptTool(_QueueTool):
         logger.info("Taught concept %r from %d photos; training queued", name, record.photo_count)
         content = (
             f"Taught {name!r} from {_plural(record.photo_count, 'photo')}: I recognise it in "
-            "photos now, and training of its own tokens has started (concept_status shows "
-            "progress)."
+            "photos now, and training of its own tokens has started "
+            f"({self.status_hint.format(name=name)} shows progress)."
         )
         return content, {"concept": _record_data(record), "job": _job_data(job)}
 
@@ -313,8 +321,8 @@ class TeachConceptTool(_QueueTool):
         logger.info("Retraining concept %r from its stored photos", record.name)
         content = (
             f"Training {record.name!r} again from its "
-            f"{_plural(record.photo_count, 'stored photo')} (its facts are kept); concept_status "
-            "shows progress."
+            f"{_plural(record.photo_count, 'stored photo')} (its facts are kept); "
+            f"{self.status_hint.format(name=record.name)} shows progress."
         )
         current = self.store.get_concept(self.user_id, record.name)
         return content, {"concept": _record_data(current), "job": _job_data(job)}
@@ -562,16 +570,18 @@ def concept_tools(
     user_id: str,
     *,
     photo_dirs: Sequence[str | Path] | None = None,
+    status_hint: str = "concept_status",
 ) -> list[BaseTool]:
     """The six concept tools, bound to `user_id`.
 
     `photo_dirs`, when given, are the only folders `teach_concept` and `recognize_concepts` read
-    photos from (say, this user's upload folder).
+    photos from (say, this user's upload folder). `status_hint` is how replies tell people to
+    check progress (`"/status {name}"` in the app).
     """
     dirs = None if photo_dirs is None else [Path(d) for d in photo_dirs]
     common = {"store": store, "user_id": user_id}
     return [
-        TeachConceptTool(**common, queue=queue, photo_dirs=dirs),
+        TeachConceptTool(**common, queue=queue, photo_dirs=dirs, status_hint=status_hint),
         ConceptStatusTool(**common, queue=queue),
         ListConceptsTool(**common),
         ForgetConceptTool(**common, queue=queue),

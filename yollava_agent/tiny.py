@@ -36,7 +36,7 @@ from transformers import (
 logger = logging.getLogger(__name__)
 
 TINY_MODEL_NAME = "tiny"
-TINY_FORMAT_VERSION = 1
+TINY_FORMAT_VERSION = 2
 IMAGE_SIZE = 32
 PATCH_SIZE = 8
 
@@ -123,7 +123,7 @@ def _build_model(tokenizer: LlamaTokenizer, seed: int) -> LlavaForConditionalGen
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
-        max_position_embeddings=512,
+        max_position_embeddings=4096,  # llava-1.5 context: agent prompts with tools need it
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,

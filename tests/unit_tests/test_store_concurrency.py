@@ -12,6 +12,7 @@ import json
 import subprocess
 import sys
 import threading
+import traceback
 from pathlib import Path
 
 import pytest
@@ -82,7 +83,7 @@ def test_teach_and_forget_while_the_page_timer_polls(tmp_path: Path) -> None:
     store.add_concept("bob", "rex", _photos(tmp_path / "rex", 98), description="bob's dog")
 
     stop = threading.Event()
-    failures: list[BaseException] = []
+    failures: list[str] = []
     polls = [0, 0]
 
     def poll_like_the_page_timer(index: int) -> None:
@@ -95,8 +96,8 @@ def test_teach_and_forget_while_the_page_timer_polls(tmp_path: Path) -> None:
                 polls[index] += 1
             except UnknownConceptError:
                 pass  # a concept forgotten between listing it and reading it
-            except BaseException as e:  # noqa: BLE001 - every other failure fails the test
-                failures.append(e)
+            except BaseException:  # noqa: BLE001 - every other failure fails the test
+                failures.append(traceback.format_exc())
                 return
 
     pollers = [threading.Thread(target=poll_like_the_page_timer, args=(i,)) for i in range(2)]

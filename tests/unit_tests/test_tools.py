@@ -54,13 +54,13 @@ def queue(store: ConceptStore) -> Iterator[TrainingQueue]:
 
 @pytest.fixture
 def photos(tmp_path: Path) -> dict[str, list[str]]:
-    """Photo files: three of a red 'bo', one of a blue 'rex', one of a green 'zed'."""
+    """Photo files: three of a red 'bo', three of a blue 'rex', three of a green 'zed'."""
     folder = tmp_path / "uploads"
     folder.mkdir()
     colors = {
         "bo": [(220, 40 + 25 * i, 30) for i in range(3)],
-        "rex": [(30, 60, 220)],
-        "zed": [(30, 220, 40)],
+        "rex": [(30, 60 + 20 * i, 220) for i in range(3)],
+        "zed": [(30, 220, 40 + 20 * i) for i in range(3)],
     }
     found: dict[str, list[str]] = {}
     for name, shades in colors.items():
@@ -244,14 +244,14 @@ def test_another_users_tools_cannot_see_use_or_change_a_concept(store, queue, ph
 
     # Bob may have his own 'bo'; alice's is untouched by it and by its removal.
     assert bob["teach_concept"].invoke({"name": "bo", "photo_paths": photos["zed"]}).startswith(
-        "Taught 'bo' from 1 photo:"
+        "Taught 'bo' from 3 photos:"
     )
     wait_for(queue, "bob", "bo")
     assert bob["recognize_concepts"].invoke({"photo_path": photos["bo"][0]}) == (
         "None of your concepts is in this photo."
     )
     assert bob["forget_concept"].invoke({"name": "bo"}) == (
-        "Forgot 'bo': its 1 photo, 0 facts and trained tokens are deleted."
+        "Forgot 'bo': its 3 photos, 0 facts and trained tokens are deleted."
     )
     assert alices() == before
     assert alice["list_concepts"].invoke({}) == "You have 1 concept:\n- bo: ready, 3 photos, 1 fact"
@@ -313,7 +313,7 @@ def test_bad_inputs_come_back_as_messages_and_store_nothing(store, queue, photos
         f"Could not teach 'bo': Image file {missing!r} does not exist or is not a file. Nothing "
         "was stored."
     )
-    assert teach(name="bo", photo_paths=[str(not_an_image)]) == (
+    assert teach(name="bo", photo_paths=[*photos["bo"][:2], str(not_an_image)]) == (
         f"Could not teach 'bo': {str(not_an_image)!r} is not an image PIL can read; send a JPEG, "
         "PNG, WebP, GIF or BMP photo. Nothing was stored."
     )
@@ -435,7 +435,7 @@ def test_forgetting_mid_training_cancels_the_job_and_leaves_nothing(
     # A queued job is cancelled without waiting for the running one ahead of it.
     started = time.monotonic()
     assert tools["forget_concept"].invoke({"name": "rex"}) == (
-        "Forgot 'rex': its 1 photo, 0 facts are deleted. Its training was stopped."
+        "Forgot 'rex': its 3 photos, 0 facts are deleted. Its training was stopped."
     )
     assert time.monotonic() - started < 5
     rex_job = queue.job("alice", "rex")
@@ -458,7 +458,7 @@ def test_forgetting_mid_training_cancels_the_job_and_leaves_nothing(
         assert taught.startswith(f"Taught {name!r}")
     assert wait_for(queue, "alice", "bo") == wait_for(queue, "alice", "rex") == "done"
     assert tools["list_concepts"].invoke({}) == (
-        "You have 2 concepts:\n- bo: ready, 3 photos, 0 facts\n- rex: ready, 1 photo, 0 facts"
+        "You have 2 concepts:\n- bo: ready, 3 photos, 0 facts\n- rex: ready, 3 photos, 0 facts"
     )
 
 
@@ -478,16 +478,16 @@ def test_a_job_a_crash_interrupted_fails_and_can_be_taught_again(store, photos) 
         assert tools["concept_status"].invoke({"name": "rex"}) == (
             "'rex' is failed (still recognisable in photos, but training its own tokens failed). "
             f"Reason: {INTERRUPTED}. To train it again, call teach_concept with name 'rex' and no "
-            "photos. It has 1 photo and 1 remembered fact."
+            "photos. It has 3 photos and 1 remembered fact."
         )
         assert tools["list_concepts"].invoke({}) == (
-            "You have 2 concepts:\n- bo: failed, 3 photos, 0 facts\n- rex: failed, 1 photo, 1 fact"
+            "You have 2 concepts:\n- bo: failed, 3 photos, 0 facts\n- rex: failed, 3 photos, 1 fact"
         )
 
         # Teaching again: through the queue, and through the tool with no photos.
         queue.submit("alice", "bo")
         assert tools["teach_concept"].invoke({"name": "rex", "photo_paths": []}) == (
-            "Training 'rex' again from its 1 stored photo (its facts are kept); concept_status "
+            "Training 'rex' again from its 3 stored photos (its facts are kept); concept_status "
             "shows progress."
         )
         assert wait_for(queue, "alice", "bo") == wait_for(queue, "alice", "rex") == "done"
@@ -532,3 +532,53 @@ def test_the_agent_example_runs_offline_and_shows_each_step() -> None:
     missing = [text for text, p in zip(expected, positions, strict=True) if p < 0]
     assert not missing, f"steps missing from the output: {missing}\n{out}"
     assert positions == sorted(positions), "the steps ran out of order"
+
+
+def test_names_counts_and_lengths_that_cannot_work_are_refused_up_front(
+    tmp_path: Path, photos: dict[str, list[str]], runtime
+) -> None:
+    # The store knows the base model's vocabulary, as the app sets it up.
+    store = ConceptStore(
+        tmp_path / "vocab-home", clip=ClipConfig(model_name="tiny"), base_vocabulary=runtime.base_vocabulary
+    )
+    training = TrainingQueue(store, model="tiny", device="cpu", dtype="fp32", config=FAST)
+    try:
+        tools = tools_of(store, training, "alice")
+        teach = tools["teach_concept"].invoke
+        assert teach({"name": "s", "photo_paths": photos["bo"]}) == (
+            "Concept name 's' cannot be used with this model: its vocabulary already has the token "
+            "'<s>'. Choose another name, such as 's-1'. Nothing was stored."
+        )
+        assert teach({"name": "image", "photo_paths": photos["bo"]}).startswith(
+            "Concept name 'image' cannot be used with this model: its vocabulary already has the "
+            "token '<image>'."
+        )
+        assert teach({"name": "bo_1", "photo_paths": photos["bo"]}).startswith(
+            "Concept name 'bo_1' ends in '_' and digits"
+        )
+        assert teach({"name": "bo", "photo_paths": photos["bo"][:2]}) == (
+            "Teaching 'bo' needs 3 to 10 photos of it, and 2 were given: with fewer, recognition "
+            "is much weaker (about 0.68 from one photo in the paper, over 0.90 from five). Add "
+            "photos taken on other days or from other sides. Nothing was stored."
+        )
+        many = [str(make_photo((10 * i, 90, 200)).save(tmp_path / f"m{i}.png") or tmp_path / f"m{i}.png") for i in range(11)]
+        assert teach({"name": "bo", "photo_paths": many}).startswith(
+            "Teaching 'bo' takes at most 10 photos, and 11 were given"
+        )
+        assert teach({"name": "bo", "photo_paths": photos["bo"], "description": "x" * 501}) == (
+            "Could not teach 'bo': The description of 'bo' is 501 characters long; the limit is "
+            "500. Say it in fewer words, or split it into several facts. Nothing was stored."
+        )
+        assert user_records(store, "alice") == {"concepts": [], "photos": [], "facts": []}
+        assert training.job("alice", "bo") is None
+
+        assert teach({"name": "bo", "photo_paths": photos["bo"]}).startswith("Taught 'bo'")
+        huge = "bo sleeps " * 20_000
+        assert tools["remember_fact"].invoke({"concept": "bo", "fact": huge}) == (
+            "The fact about 'bo' is 200,000 characters long; the limit is 1,000. Say it in fewer "
+            "words, or split it into several facts. Nothing was remembered."
+        )
+        assert store.list_facts("alice", "bo") == []
+        wait_for(training, "alice", "bo")
+    finally:
+        training.close()
