@@ -38,7 +38,7 @@ def runtime() -> Iterator[LlavaRuntime]:
 
 
 def make_concept(runtime: LlavaRuntime, name: str, seed: int = 0, scale: float = 0.02) -> Concept:
-    """A concept with seeded random rows of the size real initial rows have (one set on a tied base)."""
+    """A concept with seeded random rows of the size real initial rows have (one set if tied)."""
     generator = torch.Generator().manual_seed(seed)
     shape = (17, runtime.base.hidden_size)
     inputs = torch.randn(shape, generator=generator) * scale

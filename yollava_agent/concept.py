@@ -200,9 +200,9 @@ class Concept:
         if self.base.tied_embeddings != base.tied_embeddings:
             msg = (
                 f"Concept {self.name!r} was trained on a base with {self.base.tying}, "
-                f"{self.base.describe()}, but the loaded model has {base.tying}, {base.describe()}: "
-                "its rows are not the ones this model would use. Load the base it was trained "
-                f"on, or teach {self.name!r} again on this model."
+                f"{self.base.describe()}, but the loaded model has {base.tying}, "
+                f"{base.describe()}: its rows are not the ones this model would use. Load the "
+                f"base it was trained on, or teach {self.name!r} again on this model."
             )
             raise ConceptBaseMismatchError(msg)
         if not self.base.same_base(base):

@@ -4,8 +4,8 @@
 `AutoProcessor`) for a hub id or a local folder, so the checkpoint's own config decides the model
 class; a class outside `SUPPORTED_MODEL_CLASSES` is refused before any weights load, naming the
 class found and the supported ones. Hub client tracebacks become one `ModelLoadError` that names
-the model, the cache folder and the offline `tiny` option. `shared_runtime` keeps one runtime per (model, device,
-dtype) so that chat models built with the same settings share the weights.
+the model, the cache folder and the offline `tiny` option. `shared_runtime` keeps one runtime
+per (model, device, dtype) so that chat models built with the same settings share the weights.
 
 Defaults: `llava-hf/llava-1.5-7b-hf` in bf16 with a GPU, `llava-hf/llava-interleave-qwen-0.5b-hf`
 in fp32 without. Not done here: quantisation and multi-GPU sharding (pass a loaded model instead).
@@ -145,9 +145,8 @@ def load_llava(
         raise _load_error(model_id, e) from e
     llava.to(resolved_device).eval()
     llava.requires_grad_(False)
-    logger.info(
-        "Loaded %s (%s) on %s in %s", model_id, type(llava).__name__, resolved_device, resolved_dtype
-    )
+    kind = type(llava).__name__
+    logger.info("Loaded %s (%s) on %s in %s", model_id, kind, resolved_device, resolved_dtype)
     return LlavaRuntime(llava, processor, model_id)
 
 

@@ -6,12 +6,13 @@ built from configs, written with `save_pretrained`, and loaded back with `from_p
 family a user loads, each shaped like its hub checkpoint (same classes, vision tower, feature
 selection, tokenizer kind, special tokens, chat template and tying), only tiny:
 
-| name | shaped like | model class | vision + language | tied |
-| --- | --- | --- | --- | --- |
-| `tiny` | llava-hf/llava-1.5-7b-hf | `LlavaForConditionalGeneration` | CLIP + Llama | no |
-| `tiny-interleave` | llava-hf/llava-interleave-qwen-0.5b-hf | `LlavaForConditionalGeneration` | SigLIP + Qwen2 | yes |
-| `tiny-next` | llava-hf/llava-v1.6-mistral-7b-hf | `LlavaNextForConditionalGeneration` | CLIP + Mistral | no |
-| `tiny-onevision` | llava-hf/llava-onevision-qwen2-0.5b-ov-hf | `LlavaOnevisionForConditionalGeneration` | SigLIP + Qwen2 | yes |
+- `tiny`: llava-hf/llava-1.5-7b-hf, `LlavaForConditionalGeneration`, CLIP + Llama, untied;
+- `tiny-interleave`: llava-hf/llava-interleave-qwen-0.5b-hf, `LlavaForConditionalGeneration`,
+  SigLIP + Qwen2, tied;
+- `tiny-next`: llava-hf/llava-v1.6-mistral-7b-hf, `LlavaNextForConditionalGeneration`,
+  CLIP + Mistral, untied;
+- `tiny-onevision`: llava-hf/llava-onevision-qwen2-0.5b-ov-hf,
+  `LlavaOnevisionForConditionalGeneration`, SigLIP + Qwen2, tied.
 
 Parts: 32-px tiles in 8-px patches (16 image tokens per tile; LLaVA-NeXT and OneVision tile a
 photo on grids of up to 3 x 3 tiles, so their token count varies with the photo's shape), 2-layer

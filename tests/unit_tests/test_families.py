@@ -132,14 +132,14 @@ END_INST = ["▁", "<0x5B>", "<0x2F>", "I", "N", "S", "T", "<0x5D>"]
 CHATML_END = ["<|im_end|>", "Ċ", "<|im_start|>", "as", "sis", "tant", "Ċ"]
 PINNED = {
     "tiny": (
-        ["<s>", "▁USER:", "▁", "<image>*16", "<0x0A>", *PROMPT, "▁Is", "▁", "<bo>", "▁h", "er",
-         "e?", "▁ASSISTANT:"],
+        ["<s>", "▁USER:", "▁", "<image>*16", "<0x0A>", *PROMPT, "▁Is", "▁", "<bo>", "▁h",
+         "er", "e?", "▁ASSISTANT:"],
         ["<s>", "▁USER:", "▁", *PROMPT, "▁What", "▁colour", "▁is", "▁", "<bo>", "?",
          "▁ASSISTANT:"],
     ),
     "tiny-interleave": (
-        ["<|im_start|>", "user", "Ċ", "<image>*16", "Ċ", *CHATML_PROMPT, "ĠIs", "Ġ", "<bo>", "Ġh",
-         "er", "e", "?", *CHATML_END],
+        ["<|im_start|>", "user", "Ċ", "<image>*16", "Ċ", *CHATML_PROMPT, "ĠIs", "Ġ", "<bo>",
+         "Ġh", "er", "e", "?", *CHATML_END],
         ["<|im_start|>", "user", "Ċ*2", *CHATML_PROMPT, "ĠWhat", "Ġcolour", "Ġis", "Ġ", "<bo>",
          "?", *CHATML_END],
     ),
@@ -149,30 +149,33 @@ PINNED = {
         ["<s>", *INST, *PROMPT, "▁What", "▁colour", "▁is", "▁", "<bo>", "?", *END_INST],
     ),
     "tiny-onevision": (
-        ["<|im_start|>", "user", "Ċ", "<image>*70", "Ċ", *CHATML_PROMPT, "ĠIs", "Ġ", "<bo>", "Ġh",
-         "er", "e", "?", *CHATML_END],
-        ["<|im_start|>", "user", "Ċ", *CHATML_PROMPT, "ĠWhat", "Ġcolour", "Ġis", "Ġ", "<bo>", "?",
-         *CHATML_END],
+        ["<|im_start|>", "user", "Ċ", "<image>*70", "Ċ", *CHATML_PROMPT, "ĠIs", "Ġ", "<bo>",
+         "Ġh", "er", "e", "?", *CHATML_END],
+        ["<|im_start|>", "user", "Ċ", *CHATML_PROMPT, "ĠWhat", "Ġcolour", "Ġis", "Ġ", "<bo>",
+         "?", *CHATML_END],
     ),
 }
 
 
 def test_prompt_pieces_are_pinned_per_family(family) -> None:
     name, runtime = family
-    chat = ChatYoLLaVA(model=name, device="cpu", dtype="fp32", concepts=[make_concept(runtime, "bo")])
+    bo = make_concept(runtime, "bo")
+    chat = ChatYoLLaVA(model=name, device="cpu", dtype="fp32", concepts=[bo])
     photo_turn = HumanMessage(content=[_image_block(make_photo()), "Is <bo> here?"])
     pieces = []
     with runtime.lock:
         for message in (photo_turn, HumanMessage("What colour is <bo>?")):
             ids = chat._prepare(runtime, [message], None, {}).inputs["input_ids"][0].tolist()
             pieces.append(_runs(runtime.tokenizer.convert_ids_to_tokens(ids)))
-            assert runtime.tokenizer.convert_ids_to_tokens(runtime.token_ids("bo")) == ["<bo>", *LATENTS]
+            concept_pieces = runtime.tokenizer.convert_ids_to_tokens(runtime.token_ids("bo"))
+            assert concept_pieces == ["<bo>", *LATENTS]
     assert pieces == list(PINNED[name])
 
 
 def test_several_photos_in_one_turn_get_the_prompt_after_the_last(family) -> None:
     name, runtime = family
-    chat = ChatYoLLaVA(model=name, device="cpu", dtype="fp32", concepts=[make_concept(runtime, "bo")])
+    bo = make_concept(runtime, "bo")
+    chat = ChatYoLLaVA(model=name, device="cpu", dtype="fp32", concepts=[bo])
     photos = [_image_block(make_photo()), _image_block(make_photo((20, 200, 40), (30, 60)))]
     with runtime.lock:
         turn = chat._prepare(runtime, [HumanMessage(content=[*photos, "Which is <bo>?"])], None, {})

@@ -106,7 +106,7 @@ def test_teach_writes_an_artifact_trained_on_negatives_and_text_turns(walked, fa
     runtime = shared_runtime(family, "cpu", "fp32")
     assert concept.base.same_base(runtime.base) and concept.base.model_id == family
     samples = concept.training["samples"]
-    assert samples["positive"] == 48 and samples["text"] == 30  # 3 photos x 16 turns, x 10 questions
+    assert samples["positive"] == 48 and samples["text"] == 30  # 3 photos x 16 turns, x 10 qs
     assert samples["negative"] > 0  # the pool photos CLIP did not take for the subject
     assert concept.training["epochs"] == 2
 

@@ -21,6 +21,7 @@ import base64
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from langchain_core.messages import HumanMessage
@@ -70,7 +71,8 @@ def _image_block(image: object) -> dict[str, str]:
 
 
 def _pad_id(runtime: LlavaRuntime) -> int:
-    return runtime.tokenizer.pad_token_id or runtime.tokenizer.eos_token_id  # type: ignore[attr-defined]
+    tokenizer: Any = runtime.tokenizer
+    return tokenizer.pad_token_id or tokenizer.eos_token_id
 
 
 def serving_error(runtime: LlavaRuntime, concept: Concept, sample: Sample) -> ServingCheck:
@@ -82,8 +84,9 @@ def serving_error(runtime: LlavaRuntime, concept: Concept, sample: Sample) -> Se
             encoder = _Encoder(runtime, concept.name, concept.num_latent_tokens)
             item = encoder.encode(sample)
             rows = _ConceptRows(concept, runtime.token_ids(concept.name)[0]).to(runtime.device)
+            pad_id = _pad_id(runtime)
             with rows.spliced(runtime), torch.no_grad():
-                trained, _ = full_sequence_logits(runtime, encoder, [item], [False], _pad_id(runtime))
+                trained, _ = full_sequence_logits(runtime, encoder, [item], [False], pad_id)
             content: list[object] = [] if sample.image is None else [_image_block(sample.image)]
             chat = ChatYoLLaVA(model=runtime.model_id, concepts=[concept])
             message = HumanMessage(content=[*content, {"type": "text", "text": sample.question}])

@@ -129,8 +129,8 @@ def initial_concept(runtime: LlavaRuntime, name: str, num_latent_tokens: int, se
         base = weight[: runtime.base.vocab_size].detach().float().cpu()
         noise = torch.randn((num_latent_tokens + 1, base.shape[1]), generator=generator)
         rows.append(base.mean(0) + noise * base.std(0) * 0.1)
-    outputs = rows[0] if runtime.tied_embeddings else rows[1]
-    return Concept(name=name, input_embeddings=rows[0], output_embeddings=outputs, base=runtime.base)
+    inputs, outputs = rows[0], rows[0] if runtime.tied_embeddings else rows[1]
+    return Concept(name=name, input_embeddings=inputs, output_embeddings=outputs, base=runtime.base)
 
 
 class _ConceptRows(torch.nn.Module):
@@ -292,7 +292,11 @@ StepFunction = Callable[[Sequence[_Encoded], Sequence[bool]], tuple[torch.Tensor
 
 
 def full_sequence_logits(
-    runtime: LlavaRuntime, encoder: _Encoder, chosen: Sequence[_Encoded], flips: Sequence[bool], pad_id: int
+    runtime: LlavaRuntime,
+    encoder: _Encoder,
+    chosen: Sequence[_Encoded],
+    flips: Sequence[bool],
+    pad_id: int,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(fp32 logits, labels) of the reference step's forward: what training optimises. Call it
     inside `_ConceptRows.spliced`."""
