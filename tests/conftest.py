@@ -38,15 +38,12 @@ def runtime() -> Iterator[LlavaRuntime]:
 
 
 def make_concept(runtime: LlavaRuntime, name: str, seed: int = 0, scale: float = 0.02) -> Concept:
-    """A concept with seeded random rows of the size real initial rows have."""
+    """A concept with seeded random rows of the size real initial rows have (one set if tied)."""
     generator = torch.Generator().manual_seed(seed)
     shape = (17, runtime.base.hidden_size)
-    return Concept(
-        name=name,
-        input_embeddings=torch.randn(shape, generator=generator) * scale,
-        output_embeddings=torch.randn(shape, generator=generator) * scale,
-        base=runtime.base,
-    )
+    inputs = torch.randn(shape, generator=generator) * scale
+    outputs = inputs if runtime.tied_embeddings else torch.randn(shape, generator=generator) * scale
+    return Concept(name=name, input_embeddings=inputs, output_embeddings=outputs, base=runtime.base)
 
 
 def make_photo(color: tuple[int, int, int] = (200, 30, 30), size: tuple[int, int] = (48, 40)) -> Image.Image:

@@ -480,7 +480,10 @@ class ChatYoLLaVA(BaseChatModel):
             instruction = tools_instruction(tools, kwargs.get("tool_choice"))
             conversation.insert(0, {"role": "system", "content": [_text_block(instruction)]})
         prompt = runtime.processor.apply_chat_template(conversation, add_generation_prompt=True)
-        inputs = runtime.processor(text=prompt, images=images or None, return_tensors="pt")
+        # The turn's photos as one sample's: OneVision then treats several photos as a multi-image
+        # input (no tiling), as its checkpoints expect.
+        photos = [images] if images else None
+        inputs = runtime.processor(text=prompt, images=photos, return_tensors="pt")
         self._check_prompt_length(runtime, int(inputs["input_ids"].shape[1]), kwargs)
         inputs = {k: v.to(runtime.device) for k, v in inputs.items()}
         if "pixel_values" in inputs:

@@ -28,6 +28,7 @@ from yollava_agent.evaluation.report import summary_table, write_report
 from yollava_agent.loading import load_llava, runtime_or_tiny
 from yollava_agent.paths import concepts_home, data_home
 from yollava_agent.sources import ActiveConcept
+from yollava_agent.tiny import TINY_BUILDS
 from yollava_agent.training.config import TrainingConfig
 from yollava_agent.training.negatives import ClipConfig, ClipEmbedder, NegativePool
 from yollava_agent.training.pool import COCO_VAL2017_URL, default_pool_dir, download_pool
@@ -39,6 +40,12 @@ CHAT_HELP = """Type a message and press Enter. Commands:
   /concept DIR   activate a concept folder (its tokens join every answer)
   /clear         forget this conversation
   /quit          leave"""
+
+MODEL_HELP = (
+    f"hub id, local folder, or a built-in offline tiny model ({', '.join(TINY_BUILDS)}); "
+    "default: by device"
+)
+
 
 def _start_chat_model(args: argparse.Namespace, say: Callable[[str], None]) -> ChatYoLLaVA:
     runtime, notice = runtime_or_tiny(args.model, args.device, args.dtype)
@@ -271,7 +278,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, Any]:
     parser = argparse.ArgumentParser(prog="yollava", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     chat = commands.add_parser("chat", help="chat in the terminal")
-    chat.add_argument("--model", help="hub id, local folder or 'tiny' (default: by device)")
+    chat.add_argument("--model", help=MODEL_HELP)
     chat.add_argument("--device", help="cpu, cuda or cuda:N (default: a GPU if there is one)")
     chat.add_argument("--dtype", help="bf16, fp16 or fp32 (default: bf16 on GPU, fp32 on CPU)")
     chat.add_argument("--concept", action="append", default=[], help="a concept folder to activate")
@@ -285,7 +292,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, Any]:
         "--negatives", action="append", default=[], type=Path,
         help="a folder of other photos to mine negatives from (repeatable)",
     )
-    teach_parser.add_argument("--model", help="hub id, local folder or 'tiny' (default: by device)")
+    teach_parser.add_argument("--model", help=MODEL_HELP)
     teach_parser.add_argument("--device", help="cpu, cuda or cuda:N")
     teach_parser.add_argument("--dtype", help="bf16, fp16 or fp32")
     teach_parser.add_argument("--out", type=Path, default=concepts_home(), help="concepts folder")
@@ -328,7 +335,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, Any]:
         "--concepts", nargs="+", metavar="NAME",
         help="evaluate only these concepts (all others stay negatives); default: all",
     )
-    eval_parser.add_argument("--model", help="hub id, local folder or 'tiny' (default: by device)")
+    eval_parser.add_argument("--model", help=MODEL_HELP)
     eval_parser.add_argument("--device", help="cpu, cuda or cuda:N")
     eval_parser.add_argument("--dtype", help="bf16, fp16 or fp32")
     eval_parser.add_argument(

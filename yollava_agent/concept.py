@@ -3,7 +3,10 @@
 A concept is an identifier token `<bo>` plus k latent tokens `<bo_1>..<bo_k>` (k=16 by default),
 all new vocabulary entries of a frozen base LLaVA. The artifact holds their k+1 input-embedding rows
 and their k+1 output (lm_head) rows, plus a fingerprint of the base they were trained on, so that
-loading onto another base fails loudly instead of answering nonsense.
+loading onto another base fails loudly instead of answering nonsense. On a base that ties its
+output head to its input embeddings (the Qwen2-based LLaVAs) one set of rows serves both sides:
+the two tensors are equal, and the fingerprint records the tying (format version 2; version 1
+artifacts, which predate it, were all trained with two separate sets and read as untied).
 
 Saving is atomic: the folder is written to a temporary sibling and swapped in, so a crash leaves
 either the previous version or the new one, never a mix. Not here: injecting rows into a model
@@ -31,7 +34,8 @@ from yollava_agent.errors import ConceptBaseMismatchError, ConceptLoadError, Inv
 
 CONFIG_NAME = "concept.json"
 WEIGHTS_NAME = "concept.safetensors"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_FORMAT_VERSIONS = (1, 2)
 DEFAULT_NUM_LATENT_TOKENS = 16
 MAX_NAME_LENGTH = 40
 
@@ -120,11 +124,15 @@ class BaseFingerprint:
     """Hash of the base tokenizer's vocabulary."""
     embedding_sha256: str
     """Hash of the first base embedding rows in bf16: tells apart bases with the same tokenizer."""
+    tied_embeddings: bool = False
+    """True when the base's output head is its input-embedding matrix: one set of concept rows
+    then serves input and output."""
 
     def same_base(self, other: BaseFingerprint) -> bool:
         """True when both describe the same weights, wherever they were loaded from."""
         return (
-            self.hidden_size == other.hidden_size
+            self.tied_embeddings == other.tied_embeddings
+            and self.hidden_size == other.hidden_size
             and self.vocab_size == other.vocab_size
             and self.tokenizer_sha256 == other.tokenizer_sha256
             and self.embedding_sha256 == other.embedding_sha256
@@ -134,8 +142,14 @@ class BaseFingerprint:
         """A short human-readable description for error messages."""
         return (
             f"{self.model_id!r} (hidden size {self.hidden_size}, vocabulary {self.vocab_size}, "
-            f"tokenizer {self.tokenizer_sha256[:12]}, weights {self.embedding_sha256[:12]})"
+            f"tokenizer {self.tokenizer_sha256[:12]}, weights {self.embedding_sha256[:12]}, "
+            f"{self.tying})"
         )
+
+    @property
+    def tying(self) -> str:
+        """'tied embeddings' or 'untied embeddings', for messages."""
+        return "tied embeddings" if self.tied_embeddings else "untied embeddings"
 
 
 def _utc_now() -> str:
@@ -184,6 +198,15 @@ class Concept:
                 f"base {self.base.model_id!r} has hidden size {self.base.hidden_size}."
             )
             raise ValueError(msg)
+        if self.base.tied_embeddings and not torch.equal(
+            self.input_embeddings, self.output_embeddings
+        ):
+            msg = (
+                f"Concept {self.name!r}: its base {self.base.model_id!r} ties input and output "
+                "embeddings, so one set of rows serves both; output_embeddings must equal "
+                "input_embeddings."
+            )
+            raise ValueError(msg)
 
     @property
     def num_latent_tokens(self) -> int:
@@ -202,6 +225,14 @@ class Concept:
 
     def check_base(self, base: BaseFingerprint) -> None:
         """Raise `ConceptBaseMismatchError` unless `base` is the model this concept was made for."""
+        if self.base.tied_embeddings != base.tied_embeddings:
+            msg = (
+                f"Concept {self.name!r} was trained on a base with {self.base.tying}, "
+                f"{self.base.describe()}, but the loaded model has {base.tying}, "
+                f"{base.describe()}: its rows are not the ones this model would use. Load the "
+                f"base it was trained on, or teach {self.name!r} again on this model."
+            )
+            raise ConceptBaseMismatchError(msg)
         if not self.base.same_base(base):
             msg = (
                 f"Concept {self.name!r} was trained on base {self.base.describe()}, but the loaded "
@@ -242,9 +273,10 @@ class Concept:
             msg = f"Cannot write concept {self.name!r} to {folder}: {e}."
             raise ConceptLoadError(msg) from e
         try:
+            # Copies: on a tied base both may be one tensor, which safetensors will not write twice.
             tensors = {
-                "input_embeddings": self.input_embeddings.detach().cpu().contiguous(),
-                "output_embeddings": self.output_embeddings.detach().cpu().contiguous(),
+                "input_embeddings": self.input_embeddings.detach().cpu().clone(),
+                "output_embeddings": self.output_embeddings.detach().cpu().clone(),
             }
             save_file(tensors, staging / WEIGHTS_NAME, metadata={"name": self.name})
             (staging / CONFIG_NAME).write_text(
@@ -290,10 +322,10 @@ class Concept:
         except (OSError, ValueError, KeyError, TypeError) as e:
             msg = f"Concept folder {folder} is corrupt or from an incompatible version: {e}."
             raise ConceptLoadError(msg) from e
-        if config.get("format_version") != FORMAT_VERSION:
+        if config.get("format_version") not in READABLE_FORMAT_VERSIONS:
             msg = (
                 f"Concept folder {folder} has format version {config.get('format_version')!r}; "
-                f"this yollava-agent reads version {FORMAT_VERSION}."
+                f"this yollava-agent reads versions {list(READABLE_FORMAT_VERSIONS)}."
             )
             raise ConceptLoadError(msg)
         if base is not None:

@@ -1,9 +1,11 @@
-"""Loading a base LLaVA: any `LlavaForConditionalGeneration` checkpoint, or the offline `tiny` one.
+"""Loading a base LLaVA: a checkpoint of a supported family, or one of the offline tiny ones.
 
-`load_llava` goes through `from_pretrained` and `AutoProcessor` for a hub id or a local folder, and
-turns the hub client's deep tracebacks into one `ModelLoadError` that names the model, the cache
-folder and the offline `tiny` option. `shared_runtime` keeps one runtime per (model, device,
-dtype) so that chat models built with the same settings share the weights.
+`load_llava` goes through the Auto classes (`AutoConfig`, `AutoModelForImageTextToText`,
+`AutoProcessor`) for a hub id or a local folder, so the checkpoint's own config decides the model
+class; a class outside `SUPPORTED_MODEL_CLASSES` is refused before any weights load, naming the
+class found and the supported ones. Hub client tracebacks become one `ModelLoadError` that names
+the model, the cache folder and the offline `tiny` option. `shared_runtime` keeps one runtime
+per (model, device, dtype) so that chat models built with the same settings share the weights.
 
 Defaults: `llava-hf/llava-1.5-7b-hf` in bf16 with a GPU, `llava-hf/llava-interleave-qwen-0.5b-hf`
 in fp32 without. Not done here: quantisation and multi-GPU sharding (pass a loaded model instead).
@@ -15,19 +17,35 @@ import logging
 import threading
 
 import torch
-from transformers import AutoConfig, AutoProcessor, LlavaForConditionalGeneration
+from transformers import (
+    AutoConfig,
+    AutoModelForImageTextToText,
+    AutoProcessor,
+    LlavaForConditionalGeneration,
+    LlavaNextForConditionalGeneration,
+    LlavaOnevisionForConditionalGeneration,
+    PretrainedConfig,
+)
+from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING
 from huggingface_hub import constants as hf_constants
 from huggingface_hub import try_to_load_from_cache
 
 from yollava_agent.errors import ModelLoadError
 from yollava_agent.paths import data_home
 from yollava_agent.runtime import LlavaRuntime
-from yollava_agent.tiny import TINY_MODEL_NAME, build_tiny_llava, tiny_model_dir
+from yollava_agent.tiny import TINY_BUILDS, TINY_MODEL_NAME, build_tiny_llava, tiny_model_dir
 
 logger = logging.getLogger(__name__)
 
 GPU_DEFAULT_MODEL = "llava-hf/llava-1.5-7b-hf"
 CPU_DEFAULT_MODEL = "llava-hf/llava-interleave-qwen-0.5b-hf"
+
+SUPPORTED_MODEL_CLASSES: dict[type, str] = {
+    LlavaForConditionalGeneration: "llava-1.5, llava-interleave",
+    LlavaNextForConditionalGeneration: "LLaVA-NeXT",
+    LlavaOnevisionForConditionalGeneration: "LLaVA-OneVision",
+}
+"""The model classes concepts work on, with the families that use them."""
 
 _DTYPES = {
     "bf16": torch.bfloat16,
@@ -89,34 +107,46 @@ def _load_error(model: str, cause: Exception) -> ModelLoadError:
     return ModelLoadError(msg)
 
 
+def check_supported(model_id: str, config: PretrainedConfig) -> None:
+    """Raise `ModelLoadError` unless the checkpoint's model class is a supported one."""
+    model_class = MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING.get(type(config), None)
+    if model_class in SUPPORTED_MODEL_CLASSES:
+        return
+    architectures = getattr(config, "architectures", None) or [f"{config.model_type!r} model"]
+    found = model_class.__name__ if model_class is not None else architectures[0]
+    supported = "; ".join(f"{c.__name__} ({names})" for c, names in SUPPORTED_MODEL_CLASSES.items())
+    msg = (
+        f"Model {model_id!r} is a {found} checkpoint, which yollava-agent does not support. "
+        f"Supported model classes: {supported}."
+    )
+    raise ModelLoadError(msg)
+
+
 def load_llava(
     model: str | None = None,
     device: str | torch.device | None = None,
     dtype: str | torch.dtype | None = None,
 ) -> LlavaRuntime:
-    """Load a LLaVA checkpoint (hub id, local folder, or 'tiny') with its processor."""
+    """Load a LLaVA checkpoint (hub id, local folder, or a tiny one by name) with its processor."""
     model_id, resolved_device, resolved_dtype = _resolve(model, device, dtype)
     source = model_id
-    if model_id == TINY_MODEL_NAME:
-        source = str(build_tiny_llava(tiny_model_dir(data_home() / "models")))
+    if model_id in TINY_BUILDS:
+        folder = tiny_model_dir(data_home() / "models", model_id)
+        source = str(build_tiny_llava(folder, name=model_id))
     try:
         config = AutoConfig.from_pretrained(source)
     except (OSError, ValueError) as e:
         raise _load_error(model_id, e) from e
-    if config.model_type != "llava":
-        msg = (
-            f"Model {model_id!r} is a {config.model_type!r} checkpoint; yollava-agent needs a "
-            "LLaVA one (LlavaForConditionalGeneration), e.g. llava-hf/llava-1.5-7b-hf."
-        )
-        raise ModelLoadError(msg)
+    check_supported(model_id, config)
     try:
         processor = AutoProcessor.from_pretrained(source)
-        llava = LlavaForConditionalGeneration.from_pretrained(source, dtype=resolved_dtype)
+        llava = AutoModelForImageTextToText.from_pretrained(source, dtype=resolved_dtype)
     except (OSError, ValueError) as e:
         raise _load_error(model_id, e) from e
     llava.to(resolved_device).eval()
     llava.requires_grad_(False)
-    logger.info("Loaded %s on %s in %s", model_id, resolved_device, resolved_dtype)
+    kind = type(llava).__name__
+    logger.info("Loaded %s (%s) on %s in %s", model_id, kind, resolved_device, resolved_dtype)
     return LlavaRuntime(llava, processor, model_id)
 
 
@@ -176,6 +206,6 @@ def runtime_or_tiny(
         logger.warning("Falling back to the tiny model: %s", e)
         notice = f"Could not load the default model: {e}. "
         runtime = shared_runtime(TINY_MODEL_NAME, device, dtype)
-    if runtime.model_id == TINY_MODEL_NAME:
+    if runtime.model_id in TINY_BUILDS:
         notice += TINY_NOTICE
     return runtime, notice

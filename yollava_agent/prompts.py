@@ -72,12 +72,28 @@ def active_concept_prompt(active: ActiveConcept) -> str:
     return " ".join(parts)
 
 
-def insert_concept_prompts(turn: Turn, concepts: Sequence[ActiveConcept]) -> Turn:
-    """A copy of a user turn with the concepts' prompts after its images (or at its start)."""
-    blocks = [{"type": "text", "text": active_concept_prompt(c)} for c in concepts]
+def insert_prompt_text(turn: Turn, text: str) -> Turn:
+    """A copy of a user turn with `text` after its images (or at its start).
+
+    The text joins the turn's next text block, separated by a space, rather than making a block of
+    its own: templates join text blocks differently (llava-1.5 and llava-interleave put a space or
+    a newline between them, LLaVA-NeXT's Mistral and OneVision's templates nothing at all), and
+    one block reads `<bo> is ... . Is <bo> here?` in every one of them.
+    """
     content = list(turn["content"])
     after_images = max((i + 1 for i, b in enumerate(content) if b.get("type") == "image"), default=0)
-    return {**turn, "content": content[:after_images] + blocks + content[after_images:]}
+    following = content[after_images] if after_images < len(content) else None
+    if following is not None and following.get("type") == "text":
+        joined = {**following, "text": f"{text} {following['text']}"}
+        content[after_images : after_images + 1] = [joined]
+    else:
+        content.insert(after_images, {"type": "text", "text": text})
+    return {**turn, "content": content}
+
+
+def insert_concept_prompts(turn: Turn, concepts: Sequence[ActiveConcept]) -> Turn:
+    """A copy of a user turn with the concepts' prompts after its images (or at its start)."""
+    return insert_prompt_text(turn, " ".join(active_concept_prompt(c) for c in concepts))
 
 
 def with_concepts(

@@ -9,7 +9,10 @@ concepts can be active at once, and the base rows stay bit-identical throughout.
 
 Checkpoints such as llava-1.5 pad their matrices past the tokenizer (32064 rows for 32002 tokens):
 new tokens then get ids inside that padding. Those base rows are saved at load time and restored
-whenever their slot is given back.
+whenever their slot is given back. On a base whose output head is its input-embedding matrix
+(tied, as the Qwen2-based LLaVAs) the one matrix gets the concept's rows, which are then its
+input and output rows alike; the fingerprint records the tying, so a concept trained with two
+separate sets of rows is refused there (and the reverse).
 
 Not here: choosing which concepts a conversation needs (the chat model and concept sources) and
 training rows (`training/`).
@@ -25,7 +28,7 @@ import threading
 from collections.abc import Iterable
 
 import torch
-from transformers import AddedToken, LlavaForConditionalGeneration, ProcessorMixin
+from transformers import AddedToken, PreTrainedModel, ProcessorMixin
 
 from yollava_agent.concept import BaseFingerprint, Concept, validate_concept_name
 from yollava_agent.errors import ConceptConflictError, InvalidConceptNameError
@@ -36,12 +39,13 @@ _FINGERPRINT_ROWS = 16
 
 
 def fingerprint_base(
-    model: LlavaForConditionalGeneration, tokenizer: object, model_id: str
+    model: PreTrainedModel, tokenizer: object, model_id: str
 ) -> BaseFingerprint:
     """Describe the base so that concepts can tell whether they belong to it."""
     vocab = sorted(tokenizer.get_vocab().items())  # type: ignore[attr-defined]
     tokenizer_hash = hashlib.sha256(json.dumps(vocab).encode("utf-8")).hexdigest()
     weight = model.get_input_embeddings().weight
+    tied = model.get_output_embeddings().weight is weight
     head = weight[:_FINGERPRINT_ROWS].detach().to(device="cpu", dtype=torch.bfloat16)
     embedding_hash = hashlib.sha256(head.view(torch.int16).numpy().tobytes()).hexdigest()
     return BaseFingerprint(
@@ -50,6 +54,7 @@ def fingerprint_base(
         vocab_size=weight.shape[0],
         tokenizer_sha256=tokenizer_hash,
         embedding_sha256=embedding_hash,
+        tied_embeddings=tied,
     )
 
 
@@ -68,7 +73,7 @@ class LlavaRuntime:
     """
 
     def __init__(
-        self, model: LlavaForConditionalGeneration, processor: ProcessorMixin, model_id: str
+        self, model: PreTrainedModel, processor: ProcessorMixin, model_id: str
     ) -> None:
         self.model = model
         self.processor = processor

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import LlamaConfig, LlamaForCausalLM, LlavaNextVideoConfig
 
 from yollava_agent import ModelLoadError, load_llava
 from yollava_agent.loading import (
@@ -48,14 +48,35 @@ def test_missing_local_folder_is_named(tmp_path: Path) -> None:
         load_llava(str(tmp_path / "no-model-here"), "cpu")
 
 
+SUPPORTED = (
+    "Supported model classes: LlavaForConditionalGeneration (llava-1.5, llava-interleave); "
+    "LlavaNextForConditionalGeneration (LLaVA-NeXT); "
+    "LlavaOnevisionForConditionalGeneration (LLaVA-OneVision)."
+)
+
+
 def test_a_checkpoint_that_is_not_llava_is_refused(tmp_path: Path) -> None:
     config = LlamaConfig(
         vocab_size=32, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
         num_attention_heads=2,
     )
     LlamaForCausalLM(config).save_pretrained(tmp_path / "llama")
-    with pytest.raises(ModelLoadError, match=r"is a 'llama' checkpoint; yollava-agent needs a LLaVA"):
+    with pytest.raises(ModelLoadError) as info:
         load_llava(str(tmp_path / "llama"), "cpu")
+    message = str(info.value)
+    assert "is a LlamaForCausalLM checkpoint, which yollava-agent does not support" in message
+    assert SUPPORTED in message
+
+
+def test_another_llava_class_is_refused_by_its_class_not_its_name(tmp_path: Path) -> None:
+    # LLaVA-NeXT-Video is a LLaVA by name, and a class concepts are not proven on.
+    LlavaNextVideoConfig().save_pretrained(tmp_path / "video")
+    with pytest.raises(ModelLoadError) as info:
+        load_llava(str(tmp_path / "video"), "cpu")
+    message = str(info.value)
+    found = "is a LlavaNextVideoForConditionalGeneration checkpoint"
+    assert f"Model '{tmp_path / 'video'}' {found}" in message
+    assert SUPPORTED in message
 
 
 def test_defaults_follow_the_device() -> None:

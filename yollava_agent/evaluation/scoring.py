@@ -27,6 +27,7 @@ from PIL import Image
 from yollava_agent.prompts import Turn, active_concept_prompt, with_concepts
 from yollava_agent.runtime import LlavaRuntime
 from yollava_agent.sources import ActiveConcept
+from yollava_agent.templates import answer_token_ids, prompt_and_answer
 
 
 @dataclass(frozen=True)
@@ -45,19 +46,8 @@ def conversation(query: Query, concepts: Sequence[ActiveConcept]) -> list[Turn]:
 
 
 def _continuation(runtime: LlavaRuntime, turns: list[Turn], answer: str) -> list[int]:
-    processor, tokenizer = runtime.processor, runtime.tokenizer
-    prompt = processor.apply_chat_template(turns, add_generation_prompt=True)
-    assistant = {"role": "assistant", "content": [{"type": "text", "text": answer}]}
-    full = processor.apply_chat_template([*turns, assistant])
-    prompt_ids = tokenizer(prompt)["input_ids"]
-    full_ids = tokenizer(full.rstrip())["input_ids"]
-    if full_ids[: len(prompt_ids)] != prompt_ids or len(full_ids) == len(prompt_ids):
-        msg = (
-            f"The chat template of {runtime.model_id!r} does not extend the prompt with the "
-            f"answer {answer!r}."
-        )
-        raise ValueError(msg)
-    return full_ids[len(prompt_ids) :]
+    prompt, text = prompt_and_answer(runtime.processor, turns, answer, runtime.model_id)
+    return answer_token_ids(runtime.tokenizer, prompt, text, runtime.model_id)[1]
 
 
 def distinguishing_tokens(
@@ -130,6 +120,10 @@ def _score_batch(
     }
     if images:
         model_inputs["pixel_values"] = inputs["pixel_values"].to(runtime.device, runtime.dtype)
+        # LLaVA-NeXT and OneVision also need each photo's size (and OneVision photos per query).
+        for key in ("image_sizes", "batch_num_images"):
+            if key in inputs:
+                model_inputs[key] = inputs[key].to(runtime.device)
     with torch.inference_mode():
         logits = runtime.model(**model_inputs, logits_to_keep=1).logits[:, -1, :]
     return logits[:, firsts].float().cpu()

@@ -120,6 +120,16 @@ class FastStats:
     steps: int = 0
 
 
+def stack_views(views: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Stack photo views; views tiled into different numbers of tiles are zero-padded to the most
+    (as the processors pad a batch: the model reads each photo's tile count off its size)."""
+    most = max(view.shape[0] for view in views)
+    if all(view.shape == views[0].shape for view in views):
+        return torch.stack(list(views))
+    padded = [torch.cat([v, v.new_zeros((most - v.shape[0], *v.shape[1:]))]) for v in views]
+    return torch.stack(padded)
+
+
 def _first_concept_index(ids: Sequence[int], first_id: int, count: int) -> int | None:
     return next((i for i, t in enumerate(ids) if first_id <= t < first_id + count), None)
 
@@ -330,10 +340,13 @@ class FastPath:
         embeds = self.embed(ids)
         views = [(key[1], key[2]) for key in keys if key[1] is not None]
         if views:
-            features = self._vision(views)
+            features = torch.cat(self._vision(views))
             mask = (ids == self.image_id).unsqueeze(-1)
             if int(mask.sum()) * embeds.shape[-1] != features.numel():
-                msg = f"Image tokens and image features do not match: {int(mask.sum())} tokens, {features.shape[:2]} features."
+                msg = (
+                    f"Image tokens and image features do not match: {int(mask.sum())} tokens, "
+                    f"{features.shape[0]} features."
+                )
                 raise ValueError(msg)
             embeds = embeds.masked_scatter(mask, features)
         cache = DynamicCache()
@@ -412,24 +425,26 @@ class FastPath:
         stored.copy_(packed)
         return stored
 
-    def _vision(self, views: list[tuple[int, bool]]) -> torch.Tensor:
-        """Projected image features, [views, image tokens, hidden], each view computed only once."""
+    def _vision(self, views: list[tuple[int, bool]]) -> list[torch.Tensor]:
+        """Projected image features of each view, [image tokens, hidden], computed only once.
+
+        LLaVA-NeXT and OneVision tile each photo by its shape, so views differ in token count.
+        """
         new = [view for view in dict.fromkeys(views) if view not in self._features]
         if new:
-            pixels = torch.stack([self.encoder.photos[photo][int(flip)] for photo, flip in new])
-            config = self.model.config
+            pixels = stack_views([self.encoder.photos[photo][int(flip)] for photo, flip in new])
+            kwargs = {}
+            if self.encoder.image_sizes:
+                sizes = [self.encoder.image_sizes[photo][int(flip)] for photo, flip in new]
+                kwargs["image_sizes"] = torch.stack(sizes).to(self.device)
+            # The model's config supplies the feature layer, selection and (OneVision) aspect ratio.
             output = self.model.model.get_image_features(
-                pixel_values=pixels.to(self.device, self.dtype),
-                vision_feature_layer=config.vision_feature_layer,
-                vision_feature_select_strategy=config.vision_feature_select_strategy,
+                pixel_values=pixels.to(self.device, self.dtype), **kwargs
             )
             features = getattr(output, "pooler_output", output)
-            if isinstance(features, list | tuple):
-                features = torch.stack(list(features))
-            features = features.reshape(len(new), -1, features.shape[-1]).to(
-                self.device, self.dtype
-            )
             for view, feature in zip(new, features, strict=True):
-                self._features[view] = feature
+                self._features[view] = feature.reshape(-1, feature.shape[-1]).to(
+                    self.device, self.dtype
+                )
             self.stats.vision_images += len(new)
-        return torch.stack([self._features[view] for view in views])
+        return [self._features[view] for view in views]

@@ -3,7 +3,9 @@
 The rows live in a small module of their own (fp32 master copies), spliced into the frozen model by
 two forward hooks: one replaces the concept tokens' input embeddings, the other replaces the
 concept tokens' logits with `hidden @ output_rows.T`. So AdamW (with its weight decay) only ever
-sees those rows, and every base parameter stays bit-identical by construction. Loss is on answer
+sees those rows, and every base parameter stays bit-identical by construction. On a base that ties
+its output head to its input embeddings, both hooks use one and the same parameter: what is
+trained is what the tied model serves once the concept is injected. Loss is on answer
 tokens only. Each epoch's training recognition accuracy is read off the first answer token
 ("Yes"/"No") of the recognition turns in the same forward pass; the kept rows are those of the
 best epoch after the warm-up.
@@ -30,8 +32,9 @@ from PIL import Image, ImageOps
 
 from yollava_agent.concept import Concept, concept_tokens, validate_concept_name
 from yollava_agent.errors import InvalidConceptNameError, YoLLaVAError
-from yollava_agent.prompts import concept_prompt
+from yollava_agent.prompts import concept_prompt, insert_prompt_text
 from yollava_agent.runtime import LlavaRuntime
+from yollava_agent.templates import answer_token_ids, prompt_and_answer
 from yollava_agent.training.config import TrainingConfig
 from yollava_agent.training.data import (
     SUBJECT_IN_PHOTO,
@@ -40,7 +43,7 @@ from yollava_agent.training.data import (
     recognition_samples,
     text_samples,
 )
-from yollava_agent.training.fast import FastPath, unsupported_reason
+from yollava_agent.training.fast import FastPath, stack_views, unsupported_reason
 
 logger = logging.getLogger(__name__)
 
@@ -115,7 +118,8 @@ def check_new_concept_name(runtime: LlavaRuntime, name: str, num_latent_tokens: 
 
 
 def initial_concept(runtime: LlavaRuntime, name: str, num_latent_tokens: int, seed: int) -> Concept:
-    """Rows to start from: the mean base row plus small seeded noise, for inputs and outputs."""
+    """Rows to start from: the mean base row plus small seeded noise, for inputs and outputs
+    (one set for both on a tied base)."""
     generator = torch.Generator().manual_seed(seed)
     rows = []
     for weight in (
@@ -125,16 +129,24 @@ def initial_concept(runtime: LlavaRuntime, name: str, num_latent_tokens: int, se
         base = weight[: runtime.base.vocab_size].detach().float().cpu()
         noise = torch.randn((num_latent_tokens + 1, base.shape[1]), generator=generator)
         rows.append(base.mean(0) + noise * base.std(0) * 0.1)
-    return Concept(name=name, input_embeddings=rows[0], output_embeddings=rows[1], base=runtime.base)
+    inputs, outputs = rows[0], rows[0] if runtime.tied_embeddings else rows[1]
+    return Concept(name=name, input_embeddings=inputs, output_embeddings=outputs, base=runtime.base)
 
 
 class _ConceptRows(torch.nn.Module):
-    """The trainable rows, and the hooks that splice them into the frozen model."""
+    """The trainable rows, and the hooks that splice them into the frozen model.
+
+    On a tied base `output_rows` is `input_rows`: one parameter, whose gradient sums both uses.
+    """
 
     def __init__(self, concept: Concept, first_id: int) -> None:
         super().__init__()
         self.input_rows = torch.nn.Parameter(concept.input_embeddings.detach().float().clone())
-        self.output_rows = torch.nn.Parameter(concept.output_embeddings.detach().float().clone())
+        self.output_rows = (
+            self.input_rows
+            if concept.base.tied_embeddings
+            else torch.nn.Parameter(concept.output_embeddings.detach().float().clone())
+        )
         self.first_id = first_id
         self.count = self.input_rows.shape[0]
 
@@ -199,7 +211,12 @@ def describe_photos(
 
 
 class _Encoder:
-    """Turns samples into token ids with the answer span marked, and photos into pixel values."""
+    """Turns samples into token ids with the answer span marked, and photos into pixel values.
+
+    Each photo is processed once, with its mirror image (the flipped view): its pixel values (for
+    LLaVA-NeXT and OneVision one tensor of tiles per view, and the photo's size) and its number of
+    image tokens, which those families vary with the photo's shape.
+    """
 
     def __init__(self, runtime: LlavaRuntime, name: str, num_latent_tokens: int) -> None:
         self.runtime = runtime
@@ -208,8 +225,11 @@ class _Encoder:
         self.name = name
         self.prompt = concept_prompt(name, num_latent_tokens)
         self.image_token = self.processor.image_token
-        self.image_tokens_per_photo: int | None = None
         self.photos: dict[int, torch.Tensor] = {}
+        """Per photo: pixel values of its two views (as shot, mirrored)."""
+        self.image_sizes: dict[int, torch.Tensor] = {}
+        """Per photo: (height, width) of its two views, for the families that tile photos."""
+        self.image_tokens: dict[int, int] = {}
         self._photo_ids: dict[int, int] = {}
 
     def photo_index(self, image: Image.Image) -> int:
@@ -217,34 +237,30 @@ class _Encoder:
         if key not in self._photo_ids:
             index = len(self._photo_ids)
             self._photo_ids[key] = index
-            pixels = self.processor.image_processor(
+            views = self.processor.image_processor(
                 images=[image, ImageOps.mirror(image)], return_tensors="pt"
-            )["pixel_values"]
-            self.photos[index] = pixels
-            if self.image_tokens_per_photo is None:
-                expanded = self.processor(text=self.image_token, images=[image], return_tensors="pt")
-                image_id = self.tokenizer.convert_tokens_to_ids(self.image_token)
-                self.image_tokens_per_photo = int((expanded["input_ids"] == image_id).sum())
+            )
+            self.photos[index] = views["pixel_values"]
+            if "image_sizes" in views:
+                self.image_sizes[index] = views["image_sizes"]
+            expanded = self.processor(text=self.image_token, images=[image], return_tensors="pt")
+            image_id = self.tokenizer.convert_tokens_to_ids(self.image_token)
+            self.image_tokens[index] = int((expanded["input_ids"] == image_id).sum())
         return self._photo_ids[key]
 
     def encode(self, sample: Sample) -> _Encoded:
         photo = self.photo_index(sample.image) if sample.image is not None else None
         content = [{"type": "image"}] if photo is not None else []
-        content += [{"type": "text", "text": self.prompt}, {"type": "text", "text": sample.question}]
-        user = {"role": "user", "content": content}
-        assistant = {"role": "assistant", "content": [{"type": "text", "text": sample.answer}]}
-        prompt = self.processor.apply_chat_template([user], add_generation_prompt=True)
-        full = self.processor.apply_chat_template([user, assistant])
+        content.append({"type": "text", "text": sample.question})
+        user = insert_prompt_text({"role": "user", "content": content}, self.prompt)
+        model_id = self.runtime.model_id
+        prompt, answer = prompt_and_answer(self.processor, [user], sample.answer, model_id)
         if photo is not None:
-            expansion = self.image_token * (self.image_tokens_per_photo or 0)
-            prompt = prompt.replace(self.image_token, expansion)
-            full = full.replace(self.image_token, expansion)
-        prompt_ids = self.tokenizer(prompt)["input_ids"]
-        full_ids = self.tokenizer(full.rstrip())["input_ids"]
-        if full_ids[: len(prompt_ids)] != prompt_ids or len(full_ids) == len(prompt_ids):
-            msg = f"The chat template of {self.runtime.model_id!r} does not extend the prompt with the answer."
-            raise ValueError(msg)
-        return _Encoded(full_ids + [self.tokenizer.eos_token_id], len(prompt_ids), photo, sample.kind)
+            prompt = prompt.replace(self.image_token, self.image_token * self.image_tokens[photo])
+        prompt_ids, answer_ids = answer_token_ids(self.tokenizer, prompt, answer, model_id)
+        if answer_ids[-1] != self.tokenizer.eos_token_id:
+            answer_ids.append(self.tokenizer.eos_token_id)
+        return _Encoded(prompt_ids + answer_ids, len(prompt_ids), photo, sample.kind)
 
 
 def _batch(encoded: Sequence[_Encoded], encoder: _Encoder, flips: Sequence[bool], pad_id: int, device: torch.device, dtype: torch.dtype) -> dict[str, torch.Tensor]:
@@ -252,7 +268,7 @@ def _batch(encoded: Sequence[_Encoded], encoder: _Encoder, flips: Sequence[bool]
     input_ids = torch.full((len(encoded), length), pad_id, dtype=torch.long)
     attention = torch.zeros((len(encoded), length), dtype=torch.long)
     labels = torch.full((len(encoded), length), -100, dtype=torch.long)
-    pixels = []
+    pixels, sizes = [], []
     for row, (item, flip) in enumerate(zip(encoded, flips, strict=True)):
         ids = torch.tensor(item.input_ids)
         input_ids[row, : len(ids)] = ids
@@ -260,10 +276,14 @@ def _batch(encoded: Sequence[_Encoded], encoder: _Encoder, flips: Sequence[bool]
         labels[row, item.answer_start : len(ids)] = ids[item.answer_start :]
         if item.photo is not None:
             pixels.append(encoder.photos[item.photo][int(flip)])
+            if item.photo in encoder.image_sizes:
+                sizes.append(encoder.image_sizes[item.photo][int(flip)])
     batch = {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
     batch = {k: v.to(device) for k, v in batch.items()}
     if pixels:
-        batch["pixel_values"] = torch.stack(pixels).to(device, dtype)
+        batch["pixel_values"] = stack_views(pixels).to(device, dtype)
+    if sizes:
+        batch["image_sizes"] = torch.stack(sizes).to(device)
     return batch
 
 
@@ -271,13 +291,25 @@ StepFunction = Callable[[Sequence[_Encoded], Sequence[bool]], tuple[torch.Tensor
 """One step's loss (mean cross-entropy over every answer token of the batch), first-token hits, judged."""
 
 
+def full_sequence_logits(
+    runtime: LlavaRuntime,
+    encoder: _Encoder,
+    chosen: Sequence[_Encoded],
+    flips: Sequence[bool],
+    pad_id: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(fp32 logits, labels) of the reference step's forward: what training optimises. Call it
+    inside `_ConceptRows.spliced`."""
+    batch = _batch(chosen, encoder, flips, pad_id, runtime.device, runtime.dtype)
+    labels = batch.pop("labels")
+    return runtime.model(**batch).logits.float(), labels
+
+
 def _full_sequence_step(
     runtime: LlavaRuntime, encoder: _Encoder, chosen: Sequence[_Encoded], flips: Sequence[bool], pad_id: int
 ) -> tuple[torch.Tensor, int, int]:
     """The reference step: whole sequences through the model (vision tower included), logits everywhere."""
-    batch = _batch(chosen, encoder, flips, pad_id, runtime.device, runtime.dtype)
-    labels = batch.pop("labels")
-    logits = runtime.model(**batch).logits.float()
+    logits, labels = full_sequence_logits(runtime, encoder, chosen, flips, pad_id)
     targets = labels[:, 1:]
     loss = torch.nn.functional.cross_entropy(
         logits[:, :-1].reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100
