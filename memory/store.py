@@ -377,7 +377,7 @@ class ConceptStore:
         """
         _check_user(user_id)
         validate_concept_name(name, self.base_vocabulary)
-        description = _checked_text(description, MAX_DESCRIPTION_CHARS, f"The description of {name!r}")
+        description = checked_text(description, MAX_DESCRIPTION_CHARS, f"The description of {name!r}")
         if not photos:
             msg = f"Concept {name!r} needs at least one photo; none were given."
             raise ValueError(msg)
@@ -585,7 +585,7 @@ class ConceptStore:
     def remember(self, user_id: str, name: str, fact: str) -> Fact:
         """Store a fact about a concept ("bo's birthday is May 3")."""
         record = self.get_concept(user_id, name)
-        text = _checked_text(fact, MAX_FACT_CHARS, f"The fact about {name!r}")
+        text = checked_text(fact, MAX_FACT_CHARS, f"The fact about {name!r}")
         if not text:
             msg = f"The fact about {name!r} is empty: say what to remember."
             raise ValueError(msg)
@@ -706,7 +706,7 @@ def _write_json_durably(path: Path, data: dict[str, Any]) -> None:
         os.fsync(handle.fileno())
 
 
-def _checked_text(text: object, limit: int, what: str) -> str:
+def checked_text(text: object, limit: int, what: str) -> str:
     """`text` stripped, or a `ValueError` naming `what` when it is longer than `limit`."""
     stripped = text.strip() if isinstance(text, str) else ""
     if len(stripped) > limit:

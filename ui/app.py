@@ -34,10 +34,9 @@ from yollava_agent.images import load_image
 from yollava_agent.memory import ConceptStore, StoreConceptSource
 from yollava_agent.tools.concept_tools import concept_tools
 from yollava_agent.tools.queue import TrainingQueue
+from yollava_agent.ui.commands import LOCAL_USER
 
 logger = logging.getLogger(__name__)
-
-LOCAL_USER = "local"
 
 HELP = """Commands:
 - `/teach NAME [a few words about it]` with 3-10 photos attached: teach a concept

@@ -12,49 +12,16 @@ import logging
 from pathlib import Path
 
 from yollava_agent.chat_model import ChatYoLLaVA
-from yollava_agent.errors import ModelLoadError
-from yollava_agent.loading import in_hub_cache, runtime_or_tiny
+from yollava_agent.loading import runtime_or_tiny
 from yollava_agent.memory import ConceptStore
 from yollava_agent.paths import data_home
 from yollava_agent.tools.queue import TrainingQueue
 from yollava_agent.training.config import TrainingConfig
-from yollava_agent.training.negatives import ClipConfig, ClipEmbedder
 from yollava_agent.training.pool import default_pool_dir
 from yollava_agent.ui.app import AppContext, build_app
+from yollava_agent.ui.commands import clip_or_random
 
 logger = logging.getLogger(__name__)
-
-CLIP_NOTICE = (
-    "CLIP weights {tag!r} for {model} are not in the Hugging Face cache, so photo recognition "
-    "and hard negatives use random weights and mean nothing. Download them once where there is "
-    "network (run `yollava teach` once), or pass --clip-pretrained /path/to/weights."
-)
-
-
-def clip_or_random(model_name: str, pretrained: str | None) -> tuple[ClipConfig, str]:
-    """The CLIP config to use, falling back to random weights (with a notice) if unavailable."""
-    config = ClipConfig(model_name=model_name, pretrained=pretrained)
-    if pretrained is None:
-        return config, ""
-    notice = CLIP_NOTICE.format(tag=pretrained, model=model_name)
-    if not Path(pretrained).is_file() and not _clip_cached(model_name, pretrained):
-        logger.warning("CLIP %s %s is not in the Hugging Face cache: random weights", model_name, pretrained)
-        return ClipConfig(model_name=model_name), notice
-    try:
-        ClipEmbedder(config).dim  # noqa: B018 - builds the model, or fails at once offline
-    except ModelLoadError as e:
-        logger.warning("CLIP fallback to random weights: %s", e)
-        return ClipConfig(model_name=model_name), notice
-    return config, ""
-
-
-def _clip_cached(model_name: str, tag: str) -> bool:
-    import open_clip
-
-    hub = (open_clip.get_pretrained_cfg(model_name, tag) or {}).get("hf_hub", "").rstrip("/")
-    files = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
-    return bool(hub) and any(in_hub_cache(hub, name) for name in files)
-
 
 def make_context(args: argparse.Namespace) -> AppContext:
     """Load the model, CLIP, store and queue for the app."""

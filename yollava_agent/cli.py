@@ -1,5 +1,7 @@
-"""The `yollava` command line: `yollava chat` (terminal chat), `yollava teach`, `yollava concepts`,
-`yollava eval DATASET` (the Yo'LLaVA evaluation protocol).
+"""The `yollava` command line of the core: `yollava chat` (terminal chat), `yollava eval DATASET`
+(the Yo'LLaVA evaluation protocol) and `yollava download-pool`. The console script
+(`yollava_agent.ui.cli`) adds the commands on the concept store (`teach`, `concepts`, `forget`,
+and the store's concepts in `chat`) and `ui`, which the core cannot import.
 
 With no `--model`, the default checkpoint for the device is used when it can be loaded (local
 folder or Hugging Face cache); otherwise the chat starts on the offline `tiny` model and says
@@ -26,14 +28,12 @@ from yollava_agent.evaluation.dataset import load_dataset
 from yollava_agent.evaluation.harness import METHODS, EvalConfig, evaluate
 from yollava_agent.evaluation.report import summary_table, write_report
 from yollava_agent.loading import load_llava, runtime_or_tiny
-from yollava_agent.paths import concepts_home, data_home
+from yollava_agent.paths import data_home
 from yollava_agent.sources import ActiveConcept
 from yollava_agent.tiny import TINY_BUILDS
 from yollava_agent.training.config import TrainingConfig
-from yollava_agent.training.negatives import ClipConfig, ClipEmbedder, NegativePool
-from yollava_agent.training.pool import COCO_VAL2017_URL, default_pool_dir, download_pool
-from yollava_agent.training.teach import teach
-from yollava_agent.training.trainer import TrainingEvent, check_new_concept_name
+from yollava_agent.training.negatives import ClipConfig
+from yollava_agent.training.pool import COCO_VAL2017_URL, download_pool
 
 CHAT_HELP = """Type a message and press Enter. Commands:
   /image PATH    attach a photo to your next message
@@ -47,7 +47,8 @@ MODEL_HELP = (
 )
 
 
-def _start_chat_model(args: argparse.Namespace, say: Callable[[str], None]) -> ChatYoLLaVA:
+def start_chat_model(args: argparse.Namespace, say: Callable[[str], None]) -> ChatYoLLaVA:
+    """The chat model of `yollava chat`: its model (or the tiny fallback, said) and concepts."""
     runtime, notice = runtime_or_tiny(args.model, args.device, args.dtype)
     if notice:
         say(notice)
@@ -122,42 +123,9 @@ def run_chat(
         history.extend([question, AIMessage(content=answer)])
 
 
-def _teach(args: argparse.Namespace) -> int:
-    runtime = load_llava(args.model, args.device, args.dtype)
-    config = TrainingConfig(
-        epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, subject_kind=args.kind
-    )
-    check_new_concept_name(runtime, args.name, config.num_latent_tokens)
-    pool_sources = [*args.negatives]
-    if default_pool_dir().is_dir():
-        pool_sources.append(default_pool_dir())
-    pretrained = None if args.clip_pretrained.lower() == "none" else args.clip_pretrained
-    clip = ClipConfig(model_name=_clip_model_name(args.clip_model), pretrained=pretrained)
-    embedder = ClipEmbedder(clip)
-    pool = NegativePool(pool_sources, embedder, cache_dir=data_home() / "clip-cache")
-    with tqdm(total=config.epochs, desc=f"teach {args.name}", unit="epoch") as bar:
-
-        def show(event: TrainingEvent) -> None:
-            bar.n = event.epoch - 1 + event.step / event.steps_per_epoch
-            accuracy = "-" if event.accuracy is None else f"{event.accuracy:.2f}"
-            bar.set_postfix(loss=f"{event.loss:.3f}", acc=accuracy, eta=f"{event.eta_seconds:.0f}s")
-
-        folder = teach(
-            runtime, args.name, args.photos, args.out, pool, config, args.description, show
-        )
-    concept = Concept.from_pretrained(folder)
-    stats = concept.training
-    _write(
-        f"Taught {concept.name!r} (version {concept.version}) in {stats['seconds']} s: "
-        f"best epoch {stats['best_epoch']}, recognition accuracy {stats['best_accuracy']}, "
-        f"saved to {folder}\n"
-    )
-    return 0
-
-
 def _clip_config(args: argparse.Namespace) -> ClipConfig:
     pretrained = None if args.clip_pretrained.lower() == "none" else args.clip_pretrained
-    return ClipConfig(model_name=_clip_model_name(args.clip_model), pretrained=pretrained)
+    return ClipConfig(model_name=clip_model_name(args.clip_model), pretrained=pretrained)
 
 
 def _eval(args: argparse.Namespace) -> int:
@@ -225,7 +193,7 @@ def _download_pool(args: argparse.Namespace) -> int:
     return 0
 
 
-def _clip_model_name(value: str) -> str:
+def clip_model_name(value: str) -> str:
     """An open_clip model name, or the name of a custom config file that gets registered."""
     path = Path(value).expanduser()
     if path.suffix != ".json":
@@ -237,35 +205,6 @@ def _clip_model_name(value: str) -> str:
 
     open_clip.add_model_config(path)
     return path.stem
-
-
-def _concepts(args: argparse.Namespace) -> int:
-    rows = list_concepts(Path(args.dir))
-    if not rows:
-        _write(f"No concepts in {args.dir}. Teach one with `yollava teach NAME PHOTO...`.\n")
-        return 0
-    for row in rows:
-        _write(row + "\n")
-    return 0
-
-
-def list_concepts(folder: Path) -> list[str]:
-    """One line per concept folder below `folder`: name, status, version, base, training stats."""
-    lines = []
-    for path in sorted(p for p in folder.glob("*") if p.is_dir() and not p.name.startswith(".")):
-        try:
-            concept = Concept.from_pretrained(path)
-        except YoLLaVAError as e:
-            lines.append(f"{path.name}\tbroken\t{e}")
-            continue
-        stats = concept.training
-        status = "trained" if stats else "untrained"
-        accuracy = stats.get("best_accuracy")
-        lines.append(
-            f"{concept.name}\t{status}\tversion {concept.version}\tbase {concept.base.model_id}"
-            f"\tcreated {concept.created}\taccuracy {accuracy}\tseconds {stats.get('seconds')}"
-        )
-    return lines
 
 
 def _write(text: str) -> None:
@@ -284,33 +223,6 @@ def build_parser() -> tuple[argparse.ArgumentParser, Any]:
     chat.add_argument("--concept", action="append", default=[], help="a concept folder to activate")
     chat.add_argument("--max-tokens", type=int, default=256, help="longest answer in tokens")
     chat.set_defaults(handler=_chat)
-
-    teach_parser = commands.add_parser("teach", help="teach a concept from photos")
-    teach_parser.add_argument("name", help="the concept's name, e.g. bo")
-    teach_parser.add_argument("photos", nargs="+", help="photos of it (3 to 10 work well)")
-    teach_parser.add_argument(
-        "--negatives", action="append", default=[], type=Path,
-        help="a folder of other photos to mine negatives from (repeatable)",
-    )
-    teach_parser.add_argument("--model", help=MODEL_HELP)
-    teach_parser.add_argument("--device", help="cpu, cuda or cuda:N")
-    teach_parser.add_argument("--dtype", help="bf16, fp16 or fp32")
-    teach_parser.add_argument("--out", type=Path, default=concepts_home(), help="concepts folder")
-    teach_parser.add_argument("--description", default="", help="a few words about it")
-    teach_parser.add_argument("--kind", choices=["object", "person"], default="object")
-    teach_parser.add_argument("--epochs", type=int, default=15)
-    teach_parser.add_argument("--batch-size", type=int, default=1)
-    teach_parser.add_argument("--seed", type=int, default=0)
-    teach_parser.add_argument(
-        "--clip-model", default="ViT-B-32", help="open_clip model name, or a model config .json"
-    )
-    teach_parser.add_argument(
-        "--clip-pretrained",
-        default="laion2b_s34b_b79k",
-        help="open_clip pretrained tag (downloaded once), a local weights file, or 'none' for "
-        "random weights (tests only: negatives are then not hard)",
-    )
-    teach_parser.set_defaults(handler=_teach)
 
     pool_parser = commands.add_parser(
         "download-pool", help="download the default negative pool (COCO val2017) once"
@@ -367,9 +279,6 @@ def build_parser() -> tuple[argparse.ArgumentParser, Any]:
     )
     eval_parser.set_defaults(handler=_eval)
 
-    concepts_parser = commands.add_parser("concepts", help="list taught concepts")
-    concepts_parser.add_argument("--dir", type=Path, default=concepts_home(), help="concepts folder")
-    concepts_parser.set_defaults(handler=_concepts)
     return parser, commands
 
 
@@ -387,7 +296,7 @@ def main(argv: Sequence[str] | None = None, parser: argparse.ArgumentParser | No
 
 
 def _chat(args: argparse.Namespace) -> int:
-    chat = _start_chat_model(args, lambda text: _write(text + "\n"))
+    chat = start_chat_model(args, lambda text: _write(text + "\n"))
     run_chat(chat, input, _write)
     return 0
 

@@ -1,7 +1,8 @@
 """Where yollava-agent keeps its files.
 
-One data folder holds everything the product writes: built models (the offline `tiny` model),
-concepts, and later the memory store. `$YOLLAVA_HOME` wins; otherwise the XDG data directory.
+One data folder holds everything the product writes: built models (the offline tiny ones) and
+the memory store (concepts, their photos and trained tokens, chats). `$YOLLAVA_HOME` wins;
+otherwise the XDG data directory.
 """
 
 from __future__ import annotations
@@ -18,8 +19,3 @@ def data_home() -> Path:
     xdg = os.environ.get("XDG_DATA_HOME")
     base = Path(xdg).expanduser() if xdg else Path.home() / ".local" / "share"
     return base / "yollava"
-
-
-def concepts_home() -> Path:
-    """The default folder of concept artifacts, one sub-folder per concept."""
-    return data_home() / "concepts"

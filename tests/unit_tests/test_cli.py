@@ -106,44 +106,89 @@ def _yollava(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_teach_and_list_concepts_from_the_command_line(tmp_path: Path) -> None:
+def _photo_files(folder: Path, count: int = 3) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
     photos = []
-    for i in range(3):
-        photos.append(tmp_path / f"bo{i}.png")
+    for i in range(count):
+        photos.append(folder / f"bo{i}.png")
         make_photo((220, 40 + 30 * i, 30)).save(photos[-1])
+    return photos
+
+
+TINY_CLIP = ["--clip-model", "tiny", "--clip-pretrained", "none"]
+
+
+def test_teach_list_and_forget_from_the_command_line_share_the_apps_store(tmp_path: Path) -> None:
+    from yollava_agent.memory import ConceptStore
+    from yollava_agent.training.negatives import ClipConfig
+
+    home = tmp_path / "home"
+    photos = _photo_files(tmp_path / "in")
     pool = tmp_path / "pool"
     pool.mkdir()
     for i in range(12):
         make_photo((20 * i, 200 - 10 * i, 90), size=(40 + i, 40)).save(pool / f"other{i}.png")
-    out = tmp_path / "concepts"
+    # A concept the app taught for its local user, in the same data folder.
+    app_store = ConceptStore(home, clip=ClipConfig(model_name="tiny"))
+    app_store.add_concept("local", "kiwi", _photo_files(tmp_path / "kiwi"), description="a parrot")
+    app_store.remember("local", "kiwi", "kiwi whistles")
+    del app_store
 
     taught = _yollava(
-        "teach", "bo", *map(str, photos), "--model", "tiny", "--negatives", str(pool),
-        "--clip-model", "tiny", "--clip-pretrained", "none", "--epochs", "2", "--batch-size", "8",
-        "--out", str(out),
+        "teach", "bo", *map(str, photos), "--model", "tiny", "--negatives", str(pool), *TINY_CLIP,
+        "--epochs", "2", "--data", str(home),
     )
     assert taught.returncode == 0, taught.stderr
     assert "Taught 'bo' (version 1)" in taught.stdout
     assert "teach bo" in taught.stderr and "epoch" in taught.stderr  # the tqdm bar
-    assert (out / "bo" / "concept.safetensors").is_file()
+    saved = Path(taught.stdout.strip().rsplit("saved to ", 1)[1])
+    assert (saved / "concept.safetensors").is_file() and saved.is_relative_to(home / "users")
 
-    listed = _yollava("concepts", "--dir", str(out))
-    assert listed.returncode == 0
-    assert listed.stdout.startswith("bo\ttrained\tversion 1\tbase tiny")
+    listed = _yollava("concepts", "--data", str(home), *TINY_CLIP)
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.splitlines()
+    assert lines[0].startswith("bo\tready\t3 photos\t0 facts\tversion 1\tbase tiny")
+    assert lines[1] == "kiwi\ttaught\t3 photos\t1 facts"
+    other_user = _yollava("concepts", "--data", str(home), "--user", "bob", *TINY_CLIP)
+    assert "No concepts for user 'bob'" in other_user.stdout
+
+    forgot = _yollava("forget", "bo", "--data", str(home), *TINY_CLIP)
+    assert forgot.returncode == 0, forgot.stderr
+    assert forgot.stdout.startswith("Forgot 'bo': its 3 photos")
+    assert not saved.exists()
+    assert _yollava("concepts", "--data", str(home), *TINY_CLIP).stdout.startswith("kiwi\ttaught")
 
 
-def test_teach_refuses_bad_input_with_the_value(tmp_path: Path) -> None:
-    bad_name = _yollava("teach", "a/b", str(tmp_path / "x.png"), "--model", "tiny")
-    assert bad_name.returncode == 1
-    assert "yollava: Concept name 'a/b' is not a safe identifier" in bad_name.stderr
+def test_teach_refuses_bad_input_before_loading_anything(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    import yollava_agent.ui.commands as commands
+    from yollava_agent.ui.cli import main
 
-    missing = _yollava("teach", "bo", str(tmp_path / "ghost.png"), "--model", "tiny", "--out", str(tmp_path / "c"))
-    assert missing.returncode == 1
-    assert "ghost.png' does not exist" in missing.stderr
-    assert not (tmp_path / "c" / "bo").exists()
+    def must_not_load(*args: object, **kwargs: object) -> None:
+        raise AssertionError("loaded a model or the store before checking the input")
+
+    monkeypatch.setattr(commands, "load_llava", must_not_load)
+    monkeypatch.setattr(commands, "ConceptStore", must_not_load)
+    photos = [str(p) for p in _photo_files(tmp_path / "in")]
+    not_an_image = tmp_path / "notes.png"
+    not_an_image.write_text("shopping list")
+    cases = {
+        ("a/b", *photos): "Concept name 'a/b' is not a safe identifier",
+        ("bo_2", *photos): "Concept name 'bo_2' ends in '_' and digits",
+        ("bo", photos[0]): "Teaching 'bo' needs 3 to 10 photos of it, and 1 was given",
+        ("bo", *photos[:2], str(tmp_path / "ghost.png")): "ghost.png' does not exist",
+        ("bo", *photos[:2], str(not_an_image)): f"{str(not_an_image)!r} is not an image PIL can read",
+        ("bo", *photos, "--description", "x" * 501): "The description of 'bo' is 501 characters long; the limit is 500",
+    }
+    for arguments, message in cases.items():
+        assert main(["teach", *arguments, "--model", "tiny", "--data", str(tmp_path / "home")]) == 1
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "home").exists()
 
 
-def test_concepts_on_an_empty_folder_says_how_to_teach(tmp_path: Path) -> None:
-    listed = _yollava("concepts", "--dir", str(tmp_path))
-    assert listed.returncode == 0
-    assert "No concepts in" in listed.stdout and "yollava teach NAME PHOTO" in listed.stdout
+def test_concepts_on_an_empty_data_folder_says_how_to_teach(tmp_path: Path) -> None:
+    listed = _yollava("concepts", "--data", str(tmp_path), *TINY_CLIP)
+    assert listed.returncode == 0, listed.stderr
+    assert "No concepts for user 'local'" in listed.stdout
+    assert "yollava teach NAME PHOTO" in listed.stdout

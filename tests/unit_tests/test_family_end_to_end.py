@@ -6,8 +6,8 @@ with a photo and text-only, by `invoke` and by `stream`; its answers are compare
 process's (the artifact reproduces the concept exactly), and the rows it injected with the
 artifact's (on a tied base: one set, serving input and output); then a `yollava eval` smoke run.
 
-The teach and eval commands run in this process (`yollava_agent.cli.main`, as the console script
-calls it) and one child process serves all four families: starting Python with torch and
+The teach and eval commands run in this process (`yollava_agent.ui.cli.main`, the console
+script) and one child process serves all four families: starting Python with torch and
 transformers costs seconds on the CI's two cores.
 """
 
@@ -25,7 +25,9 @@ from langchain_core.messages import HumanMessage
 from tests.conftest import make_photo
 from tests.unit_tests.test_evaluation import build_dataset
 from yollava_agent import ChatYoLLaVA, Concept, shared_runtime
-from yollava_agent.cli import main as cli_main
+from yollava_agent.memory import ConceptStore
+from yollava_agent.training.negatives import ClipConfig
+from yollava_agent.ui.cli import main as cli_main
 from yollava_agent.evaluation.methods import TRAINED, VANILLA
 from yollava_agent.tiny import TINY_BUILDS
 
@@ -81,13 +83,14 @@ def walked(tmp_path_factory: pytest.TempPathFactory) -> dict:
         make_photo((20 * i, 200 - 10 * i, 90), size=(40 + 3 * i, 40)).save(pool / f"n{i}.png")
     folders, codes = {}, {}
     for family in FAMILIES:
-        out = root / family
+        home = root / family
         codes[family] = cli_main(
             ["teach", "bo", *map(str, photos), "--model", family, "--negatives", str(pool),
              "--clip-model", "tiny", "--clip-pretrained", "none", "--epochs", "2",
-             "--batch-size", "8", "--out", str(out)]
+             "--batch-size", "8", "--data", str(home)]
         )
-        folders[family] = str(out / "bo")
+        store = ConceptStore(home, clip=ClipConfig(model_name="tiny"))
+        folders[family] = store.get_concept("local", "bo").artifact_path
     report = root / "child.json"
     child = subprocess.run(
         [sys.executable, "-c", _CHILD, json.dumps(folders), json.dumps(QUESTIONS), str(photos[0]),
