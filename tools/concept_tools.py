@@ -35,12 +35,20 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import unquote, urlparse
 
 from langchain.tools import ToolRuntime
-from langchain_core.tools import BaseTool, StructuredTool, ToolException
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from langchain_core.tools import BaseTool, InjectedToolArg, StructuredTool, ToolException
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from yollava_agent.concept import validate_concept_name
 from yollava_agent.errors import UnknownConceptError, YoLLaVAError
@@ -649,9 +657,18 @@ def _context_tool(
 ) -> StructuredTool:
     fields = tool_class.model_fields
     name = fields["name"].default
+    schema = fields["args_schema"].default
+    # LangGraph's ToolNode injects the run's `ToolRuntime` as `runtime`, hidden from the model,
+    # and strips any value the model sends under that name. The hidden field keeps it through
+    # argument parsing, which drops every argument of a schema without fields (list_concepts);
+    # `exclude` keeps pydantic from serialising the runtime while it validates the arguments.
+    with_runtime = create_model(
+        schema.__name__,
+        __base__=schema,
+        __doc__=schema.__doc__,
+        runtime=(Annotated[Any, InjectedToolArg], Field(default=None, exclude=True)),
+    )
 
-    # LangGraph's ToolNode injects `runtime` (it recognises the ToolRuntime annotation) and strips
-    # any value the model sends under that name.
     def run(runtime: ToolRuntime = None, **arguments: Any) -> Any:  # type: ignore[assignment]
         if runtime is None:
             msg = (
@@ -667,7 +684,7 @@ def _context_tool(
     return StructuredTool(
         name=name,
         description=fields["description"].default,
-        args_schema=fields["args_schema"].default,
+        args_schema=with_runtime,
         func=run,
         response_format=fields["response_format"].default,
         handle_tool_error=fields["handle_tool_error"].default,
