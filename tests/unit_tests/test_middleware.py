@@ -11,6 +11,8 @@ import asyncio
 import base64
 import io
 import logging
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -423,3 +425,37 @@ def test_with_chat_yollava_trained_tokens_replace_the_note(memory, store, runtim
         prepared = request.model._prepare(runtime, request.messages, None, {})
         prompt = runtime.tokenizer.decode(prepared.inputs["input_ids"][0])
     assert "<bo>is<bo_1><bo_2>" in prompt.replace(" ", "")
+
+
+# ---- the example
+
+
+def test_the_any_model_example_runs_offline_and_shows_what_the_model_is_given() -> None:
+    root = Path(__file__).resolve().parents[2]
+    result = subprocess.run(
+        [sys.executable, str(root / "examples" / "any_model_agent.py")],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    system = "  the model's system message:\n    You are a helpful assistant.\n"
+    note = "    The user mentions bo, one of their own subjects: a red ceramic mug."
+    expected = [
+        "\nalice: [photo] What is this?\n" + system + "\n"
+        "    The photo shows bo, one of the user's own subjects: a red ceramic mug.\n"
+        "  answer: That is bo, your red ceramic mug.\n",
+        "\nalice: Remember that bo lives on the kitchen shelf.\n" + system + "\n" + note + "\n"
+        + system + "\n" + note + " Known facts: bo lives on the kitchen shelf.\n",
+        "\nalice: Where is bo?\n" + system + "\n" + note
+        + " Known facts: bo lives on the kitchen shelf.\n  answer: bo is on the kitchen shelf.\n",
+        "\nbob: [photo] What is this?\n" + system + "  answer: A red mug.\n",
+        "\nalice's facts about bo: ['bo lives on the kitchen shelf']",
+    ]
+    at = 0
+    for part in expected:
+        found = result.stdout.find(part, at)
+        assert found >= 0, f"missing after offset {at}: {part!r}\n---\n{result.stdout}"
+        at = found + len(part)
