@@ -296,7 +296,9 @@ class TeachConceptTool(_QueueTool):
             raise ToolException(f"Could not teach {name!r}: {e} Nothing was stored.") from e
         job = self._submit(record)
         logger.info(
-            "Taught concept %r from %d photos; %s", name, record.photo_count,
+            "Taught concept %r from %d photos; %s",
+            name,
+            record.photo_count,
             "no training queue" if job is None else "training queued",
         )
         trained = (
@@ -320,7 +322,7 @@ class TeachConceptTool(_QueueTool):
 
     def _retry(self, record: ConceptRecord, photo_paths: list[str]) -> tuple[str, dict[str, Any]]:
         """An existing name: retrain it when asked with no photos and its training is not done."""
-        retryable = record.status in ("failed", "taught")
+        retryable = record.status in ("failed", "taught") and self.queue is not None
         if photo_paths or not retryable:
             hint = (
                 f" To retry its training, call teach_concept with name {record.name!r} and no "
@@ -332,12 +334,6 @@ class TeachConceptTool(_QueueTool):
                 f"You already have a concept named {record.name!r} ({record.status}). Nothing was "
                 f"changed: choose another name, or forget {record.name!r} first to teach it anew."
                 f"{hint}"
-            )
-            raise ToolException(msg)
-        if self.queue is None:
-            msg = (
-                f"{record.name!r} is recognisable in photos, but training its own tokens is not "
-                "available here (this agent has no training queue). Nothing was changed."
             )
             raise ToolException(msg)
         job = self._submit(record)

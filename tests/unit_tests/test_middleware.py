@@ -87,7 +87,7 @@ class RecordingChatModel(BaseChatModel):
     ) -> ChatResult:
         self.requests.append(Request(list(messages), kwargs.get("tools") or []))
         if len(self.requests) > len(self.script):
-            msg = f"The model was called {len(self.requests)} times; the script has {len(self.script)}."
+            msg = f"Call {len(self.requests)} of the model, beyond its script of {len(self.script)}."
             raise AssertionError(msg)
         answer = self.script[len(self.requests) - 1].model_copy()
         return ChatResult(generations=[ChatGeneration(message=answer)])
@@ -410,7 +410,10 @@ def test_with_chat_yollava_trained_tokens_replace_the_note(memory, store, runtim
     recorder = ModelRequests()
     chat = ChatYoLLaVA(model="tiny", device="cpu", dtype="fp32", max_tokens=2)
     agent = create_agent(
-        chat, middleware=[memory, recorder], system_prompt=SYSTEM, context_schema=ConceptMemoryContext
+        chat,
+        middleware=[memory, recorder],
+        system_prompt=SYSTEM,
+        context_schema=ConceptMemoryContext,
     )
     agent.invoke(turn(photo_block(BO_PHOTOS[1]), "What is this?"), context=alice())
 
