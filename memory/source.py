@@ -55,8 +55,13 @@ class StoreConceptSource:
 
     def named_in(self, text: str) -> list[str]:
         """Names of the user's concepts that `text` mentions as words."""
+        folded = text.casefold()
         names = []
         for record in self.store.list_concepts(self.user_id):
+            # The substring test first: a turn names few of a user's concepts, and compiling a
+            # pattern per concept took ~0.25 ms each (a turn ~250 ms at 1,000 concepts).
+            if record.name.casefold() not in folded:
+                continue
             pattern = rf"(?<![\w-])<?{re.escape(record.name)}>?(?![\w-])"
             if re.search(pattern, text, flags=re.IGNORECASE):
                 names.append(record.name)
