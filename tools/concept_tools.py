@@ -4,7 +4,11 @@ Six `BaseTool`s (`teach_concept`, `concept_status`, `list_concepts`, `forget_con
 `recognize_concepts`, `remember_fact`) over a `ConceptStore` and a `TrainingQueue`. Every tool is
 bound to one user id when it is made (`concept_tools(store, queue, user_id)`): the id is a field
 of the tool, never an argument the model fills in, so an agent can only see and change the
-concepts of the user it was built for.
+concepts of the user it was built for. `context_concept_tools(store, queue)` makes the same six
+for an agent that serves many users: each call builds the tool for the user of the agent's
+runtime context (`ToolRuntime`, see `context.py`), which LangGraph injects and the model can
+neither see nor forge; a call without one is refused. Without a queue (`None`) concepts are
+taught to the instant tier only (recognised in photos, described in words) and never trained.
 
 Expected problems (an unknown or duplicate name, a bad name, missing or unreadable photos, a job
 still running, an unreachable store) come back to the agent as the tool's result, through
@@ -31,16 +35,26 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import unquote, urlparse
 
-from langchain_core.tools import BaseTool, ToolException
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from langchain.tools import ToolRuntime
+from langchain_core.tools import BaseTool, InjectedToolArg, StructuredTool, ToolException
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from yollava_agent.concept import validate_concept_name
 from yollava_agent.errors import UnknownConceptError, YoLLaVAError
 from yollava_agent.memory.store import MAX_USER_ID_LENGTH, ConceptRecord, ConceptStore
 from yollava_agent.training.config import check_teach_photo_count
+from yollava_agent.tools.context import MissingUserError, user_id_from_context
 from yollava_agent.tools.queue import TrainingJob, TrainingQueue
 
 logger = logging.getLogger(__name__)
@@ -59,6 +73,7 @@ __all__ = [
     "TeachConceptInput",
     "TeachConceptTool",
     "concept_tools",
+    "context_concept_tools",
 ]
 
 _ACTIVE_JOB_STATES = ("queued", "running")
@@ -193,12 +208,12 @@ class _ConceptTool(BaseTool):
 class _QueueTool(_ConceptTool):
     """A concept tool that also drives the training queue."""
 
-    queue: TrainingQueue
-    """The training queue over the same store."""
+    queue: TrainingQueue | None = None
+    """The training queue over the same store; None: concepts are never trained (instant tier)."""
 
     @model_validator(mode="after")
     def _same_store(self) -> _QueueTool:
-        if self.queue.store is not self.store:
+        if self.queue is not None and self.queue.store is not self.store:
             msg = (
                 "The training queue works on another ConceptStore than the tool: give both the "
                 "same store."
@@ -206,8 +221,11 @@ class _QueueTool(_ConceptTool):
             raise ValueError(msg)
         return self
 
+    def _job(self, name: str) -> TrainingJob | None:
+        return None if self.queue is None else self.queue.job(self.user_id, name)
+
     def _active_job(self, name: str) -> TrainingJob | None:
-        job = self.queue.job(self.user_id, name)
+        job = self._job(name)
         return job if job is not None and job.state in _ACTIVE_JOB_STATES else None
 
 
@@ -285,11 +303,21 @@ class TeachConceptTool(_QueueTool):
         except (YoLLaVAError, ValueError) as e:
             raise ToolException(f"Could not teach {name!r}: {e} Nothing was stored.") from e
         job = self._submit(record)
-        logger.info("Taught concept %r from %d photos; training queued", name, record.photo_count)
+        logger.info(
+            "Taught concept %r from %d photos; %s",
+            name,
+            record.photo_count,
+            "no training queue" if job is None else "training queued",
+        )
+        trained = (
+            ". Its own tokens are not trained here (this agent has no training queue)."
+            if job is None
+            else ", and training of its own tokens has started "
+            f"({self.status_hint.format(name=name)} shows progress)."
+        )
         content = (
             f"Taught {name!r} from {_plural(record.photo_count, 'photo')}: I recognise it in "
-            "photos now, and training of its own tokens has started "
-            f"({self.status_hint.format(name=name)} shows progress)."
+            f"photos now{trained}"
         )
         return content, {"concept": _record_data(record), "job": _job_data(job)}
 
@@ -303,7 +331,7 @@ class TeachConceptTool(_QueueTool):
 
     def _retry(self, record: ConceptRecord, photo_paths: list[str]) -> tuple[str, dict[str, Any]]:
         """An existing name: retrain it when asked with no photos and its training is not done."""
-        retryable = record.status in ("failed", "taught")
+        retryable = record.status in ("failed", "taught") and self.queue is not None
         if photo_paths or not retryable:
             hint = (
                 f" To retry its training, call teach_concept with name {record.name!r} and no "
@@ -327,7 +355,9 @@ class TeachConceptTool(_QueueTool):
         current = self.store.get_concept(self.user_id, record.name)
         return content, {"concept": _record_data(current), "job": _job_data(job)}
 
-    def _submit(self, record: ConceptRecord) -> TrainingJob:
+    def _submit(self, record: ConceptRecord) -> TrainingJob | None:
+        if self.queue is None:
+            return None
         try:
             return self.queue.submit(self.user_id, record.name)
         except (YoLLaVAError, ValueError) as e:
@@ -356,7 +386,7 @@ class ConceptStatusTool(_QueueTool):
 
     def _act(self, name: str) -> tuple[str, dict[str, Any]]:
         record = self._record(name)
-        job = self.queue.job(self.user_id, name)
+        job = self._job(name)
         lines = [f"{name!r} is {record.status} ({_STATUS_MEANING[record.status]})."]
         if job is not None and job.state in _ACTIVE_JOB_STATES:
             lines.append(f"Progress: {job.describe()}.")
@@ -364,7 +394,8 @@ class ConceptStatusTool(_QueueTool):
             lines.append("Its training does not run in this process (another one may run it).")
         if record.status == "failed":
             lines.append(f"Reason: {record.error or 'not recorded'}.")
-        if record.status in ("failed", "taught") and self._active_job(name) is None:
+        retryable = record.status in ("failed", "taught") and self.queue is not None
+        if retryable and self._active_job(name) is None:
             lines.append(f"To train it again, call teach_concept with name {name!r} and no photos.")
         lines.append(
             f"It has {_plural(record.photo_count, 'photo')} and "
@@ -564,9 +595,38 @@ def _job_data(job: TrainingJob | None) -> dict[str, Any] | None:
     return {"state": job.state, "progress": job.describe(), "error": job.error}
 
 
+_TOOL_CLASSES: tuple[type[_ConceptTool], ...] = (
+    TeachConceptTool,
+    ConceptStatusTool,
+    ListConceptsTool,
+    ForgetConceptTool,
+    RecognizeConceptsTool,
+    RememberFactTool,
+)
+
+
+def _bound_tool(
+    tool_class: type[_ConceptTool],
+    store: ConceptStore,
+    queue: TrainingQueue | None,
+    user_id: str,
+    photo_dirs: list[Path] | None,
+    status_hint: str = "concept_status",
+) -> _ConceptTool:
+    """One tool of `tool_class`, bound to `user_id`."""
+    options: dict[str, Any] = {}
+    if issubclass(tool_class, _QueueTool):
+        options["queue"] = queue
+    if "photo_dirs" in tool_class.model_fields:
+        options["photo_dirs"] = photo_dirs
+    if "status_hint" in tool_class.model_fields:
+        options["status_hint"] = status_hint
+    return tool_class(store=store, user_id=user_id, **options)
+
+
 def concept_tools(
     store: ConceptStore,
-    queue: TrainingQueue,
+    queue: TrainingQueue | None,
     user_id: str,
     *,
     photo_dirs: Sequence[str | Path] | None = None,
@@ -574,17 +634,69 @@ def concept_tools(
 ) -> list[BaseTool]:
     """The six concept tools, bound to `user_id`.
 
-    `photo_dirs`, when given, are the only folders `teach_concept` and `recognize_concepts` read
-    photos from (say, this user's upload folder). `status_hint` is how replies tell people to
-    check progress (`"/status {name}"` in the app).
+    `queue` None teaches concepts to the instant tier only. `photo_dirs`, when given, are the
+    only folders `teach_concept` and `recognize_concepts` read photos from (say, this user's
+    upload folder). `status_hint` is how replies tell people to check progress
+    (`"/status {name}"` in the app).
     """
     dirs = None if photo_dirs is None else [Path(d) for d in photo_dirs]
-    common = {"store": store, "user_id": user_id}
-    return [
-        TeachConceptTool(**common, queue=queue, photo_dirs=dirs, status_hint=status_hint),
-        ConceptStatusTool(**common, queue=queue),
-        ListConceptsTool(**common),
-        ForgetConceptTool(**common, queue=queue),
-        RecognizeConceptsTool(**common, photo_dirs=dirs),
-        RememberFactTool(**common),
-    ]
+    return [_bound_tool(cls, store, queue, user_id, dirs, status_hint) for cls in _TOOL_CLASSES]
+
+
+def context_concept_tools(
+    store: ConceptStore,
+    queue: TrainingQueue | None,
+    *,
+    photo_dirs: Sequence[str | Path] | None = None,
+) -> list[BaseTool]:
+    """The six concept tools for the user of each call, read from the agent's runtime context.
+
+    Each call builds the tool of `concept_tools` for that user and runs it, so the two behave
+    alike; the model sees the same arguments (no user id). Outside an agent, or in a run whose
+    context has no user id, a call raises `MissingUserError` instead of running as anyone.
+    """
+    dirs = None if photo_dirs is None else [Path(d) for d in photo_dirs]
+    return [_context_tool(cls, store, queue, dirs) for cls in _TOOL_CLASSES]
+
+
+def _context_tool(
+    tool_class: type[_ConceptTool],
+    store: ConceptStore,
+    queue: TrainingQueue | None,
+    photo_dirs: list[Path] | None,
+) -> StructuredTool:
+    fields = tool_class.model_fields
+    name = fields["name"].default
+    schema = fields["args_schema"].default
+    # LangGraph's ToolNode injects the run's `ToolRuntime` as `runtime`, hidden from the model,
+    # and strips any value the model sends under that name. The hidden field keeps it through
+    # argument parsing, which drops every argument of a schema without fields (list_concepts);
+    # `exclude` keeps pydantic from serialising the runtime while it validates the arguments.
+    with_runtime = create_model(
+        schema.__name__,
+        __base__=schema,
+        __doc__=schema.__doc__,
+        runtime=(Annotated[Any, InjectedToolArg], Field(default=None, exclude=True)),
+    )
+
+    def run(runtime: ToolRuntime = None, **arguments: Any) -> Any:  # type: ignore[assignment]
+        if runtime is None:
+            msg = (
+                f"Tool {name!r} acts for the user of the agent run that calls it, and was called "
+                "outside one: let an agent call it (invoked with context="
+                "ConceptMemoryContext(user_id=...)), or use concept_tools(store, queue, user_id) "
+                "for tools bound to one user."
+            )
+            raise MissingUserError(msg)
+        user_id = user_id_from_context(runtime.context)
+        return _bound_tool(tool_class, store, queue, user_id, photo_dirs)._run(**arguments)
+
+    return StructuredTool(
+        name=name,
+        description=fields["description"].default,
+        args_schema=with_runtime,
+        func=run,
+        response_format=fields["response_format"].default,
+        handle_tool_error=fields["handle_tool_error"].default,
+        handle_validation_error=fields["handle_validation_error"].default,
+    )

@@ -420,6 +420,31 @@ def test_an_agent_gets_tool_errors_as_tool_results(store, queue, photos) -> None
     assert store.get_concept("alice", "bo").photo_count == 3
 
 
+def test_without_a_queue_concepts_are_taught_to_the_instant_tier_only(store, photos) -> None:
+    tools = {tool.name: tool for tool in concept_tools(store, None, "alice")}
+
+    taught = tools["teach_concept"].invoke({"name": "bo", "photo_paths": photos["bo"]})
+    assert taught == (
+        "Taught 'bo' from 3 photos: I recognise it in photos now. Its own tokens are not trained "
+        "here (this agent has no training queue)."
+    )
+    assert tools["recognize_concepts"].invoke({"photo_path": photos["bo"][0]}).startswith(
+        "In this photo I recognise 'bo'"
+    )
+    assert tools["concept_status"].invoke({"name": "bo"}) == (
+        "'bo' is taught (recognisable in photos now, its own tokens not trained). It has 3 "
+        "photos and 0 remembered facts."
+    )
+    assert tools["teach_concept"].invoke({"name": "bo", "photo_paths": []}) == (
+        "You already have a concept named 'bo' (taught). Nothing was changed: choose another "
+        "name, or forget 'bo' first to teach it anew."
+    )
+    assert tools["forget_concept"].invoke({"name": "bo"}) == (
+        "Forgot 'bo': its 3 photos, 0 facts are deleted."
+    )
+    assert store.list_concepts("alice") == []
+
+
 # ---- forgetting while training, and jobs a crash interrupted
 
 
@@ -573,7 +598,7 @@ def test_names_counts_and_lengths_that_cannot_work_are_refused_up_front(
         assert training.job("alice", "bo") is None
 
         assert teach({"name": "bo", "photo_paths": photos["bo"]}).startswith("Taught 'bo'")
-        huge = "bo sleeps " * 20_000
+        huge = "bo sleeps." * 20_000
         assert tools["remember_fact"].invoke({"concept": "bo", "fact": huge}) == (
             "The fact about 'bo' is 200,000 characters long; the limit is 1,000. Say it in fewer "
             "words, or split it into several facts. Nothing was remembered."
