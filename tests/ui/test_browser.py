@@ -19,6 +19,7 @@ from tests.conftest import make_photo
 from tests.ui.conftest import make_context
 from yollava_agent.training.config import TrainingConfig
 from yollava_agent.ui import build_app
+from yollava_agent.ui.app import launch_app
 
 REPO = Path(__file__).resolve().parents[2]
 OUTPUT = Path(os.environ.get("YOLLAVA_TEST_OUTPUT", REPO / "test-output")) / "browser"
@@ -43,7 +44,7 @@ def app_url(tmp_path: Path) -> Iterator[str]:
     ctx = make_context(tmp_path / "home", VISIBLE_TRAINING, notice="Running on the offline tiny model.")
     app = build_app(ctx, refresh_seconds=0.5)
     port = _free_port()
-    app.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    launch_app(app, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     try:
         yield f"http://127.0.0.1:{port}/"
     finally:

@@ -43,6 +43,7 @@ from yollava_agent.training.data import (
     recognition_samples,
     text_samples,
 )
+from yollava_agent.training.eta import RemainingTime
 from yollava_agent.training.fast import FastPath, stack_views, unsupported_reason
 
 logger = logging.getLogger(__name__)
@@ -419,6 +420,7 @@ def _train_rows(
     optimizer = torch.optim.AdamW(rows.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     step_function = _step_function(runtime, rows, encoder, encoded, config)
     steps = (len(encoded) + config.batch_size - 1) // config.batch_size
+    remaining = RemainingTime(config.epochs * steps)
     best: tuple[torch.Tensor, torch.Tensor] | None = None
     best_accuracy = -1.0
     with rows.spliced(runtime):
@@ -451,7 +453,7 @@ def _train_rows(
                             loss=loss_sum / step,
                             accuracy=correct / judged if judged else None,
                             elapsed_seconds=elapsed,
-                            eta_seconds=elapsed / done * (config.epochs * steps - done),
+                            eta_seconds=remaining.after(done),
                         )
                     )
             accuracy = correct / judged if judged else None
