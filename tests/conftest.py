@@ -28,6 +28,12 @@ from PIL import Image  # noqa: E402
 from yollava_agent import Concept, LlavaRuntime, shared_runtime  # noqa: E402
 
 
+HANG_SECONDS = 1800.0
+"""How long a test waits for anything (a subprocess, a training job, a page) before calling it a
+hang. A bound against hangs only, never a speed target: CI's two cores, shared with other jobs,
+were seen six times slower than a quiet machine."""
+
+
 @pytest.fixture
 def runtime() -> Iterator[LlavaRuntime]:
     """The shared tiny runtime, with no concepts injected before or after the test."""

@@ -63,10 +63,13 @@ HELP = """Commands:
 Anything else is a question: attach a photo to ask about it, or name a concept (`bo`)."""
 
 APP_CSS = """
-#chat img { max-height: 112px; width: auto; object-fit: contain; }
+#chat img { max-height: 96px; width: auto; object-fit: contain; }
+#chat .user.message { display: flex; flex-wrap: wrap; gap: 6px; justify-content: flex-end; }
+#chat .user.message > .message.component { width: auto; flex: 0 0 auto; }
+#chat .user.message > .message:not(.component) { flex-basis: 100%; }
 #gallery .caption-label { white-space: normal; }
 """
-"""Attached photos as thumbnails in the chat; gallery captions shown whole."""
+"""A message's photos as a row of thumbnails in the chat; gallery captions shown whole."""
 
 
 @dataclass
@@ -386,8 +389,9 @@ def build_app(ctx: AppContext, refresh_seconds: float = 1.0) -> gr.Blocks:
                     label="Your concepts",
                     show_label=False,
                     columns=4,
-                    height="auto",
-                    object_fit="contain",
+                    fit_columns=False,  # one concept is one small tile, not the whole width
+                    height=240,
+                    object_fit="cover",
                     elem_id="gallery",
                 )
                 cards = gr.Markdown(elem_id="cards")

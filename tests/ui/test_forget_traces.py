@@ -14,7 +14,7 @@ import threading
 import traceback
 from pathlib import Path
 
-from tests.conftest import make_photo
+from tests.conftest import HANG_SECONDS, make_photo
 from yollava_agent.ui import concept_gallery, load_conversation, loss_curves, respond, training_progress
 
 REPO = Path(__file__).resolve().parents[2]
@@ -69,7 +69,7 @@ def test_forget_while_the_timer_polls_leaves_nothing_of_the_concept(ctx, tmp_pat
     finally:
         stop.set()
         for poller in pollers:
-            poller.join(timeout=120)
+            poller.join(timeout=HANG_SECONDS)
     assert failures == []
     assert reply.startswith("Forgot 'bo'") and "gone from this conversation too" in reply
 
@@ -98,6 +98,6 @@ def test_forget_while_the_timer_polls_leaves_nothing_of_the_concept(ctx, tmp_pat
     integrity = subprocess.run(
         [sys.executable, "-c", "import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute('PRAGMA integrity_check').fetchone()[0])",
          str(home / "chroma" / "chroma.sqlite3")],
-        capture_output=True, text=True, timeout=300, cwd=REPO, check=False,
+        capture_output=True, text=True, timeout=HANG_SECONDS, cwd=REPO, check=False,
     )
     assert integrity.stdout.strip() == "ok", integrity.stderr

@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 _WRITER = """
 import sys, torch
-from tests.conftest import make_concept
+from tests.conftest import HANG_SECONDS, make_concept
 from tests.unit_tests.test_cross_process import concept_logits
 from yollava_agent import shared_runtime
 runtime = shared_runtime("tiny", "cpu", "fp32")
@@ -40,7 +40,7 @@ def test_saved_concept_gives_identical_logits_in_another_process(runtime, tmp_pa
         [sys.executable, "-c", _WRITER, str(folder), str(logits_file)],
         cwd=REPO,
         check=True,
-        timeout=300,
+        timeout=HANG_SECONDS,
     )
     concept = Concept.from_pretrained(folder, base=runtime.base)
     assert concept.tokens == concept_tokens("bo", 16)

@@ -29,7 +29,7 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from PIL import Image
 from pydantic import Field
 
-from tests.conftest import make_concept, make_photo
+from tests.conftest import HANG_SECONDS, make_concept, make_photo
 from yollava_agent import ChatYoLLaVA
 from yollava_agent.memory import ConceptStore
 from yollava_agent.tools import (
@@ -442,7 +442,7 @@ def test_the_any_model_example_runs_offline_and_shows_what_the_model_is_given() 
         cwd=root,
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=HANG_SECONDS,
         check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]

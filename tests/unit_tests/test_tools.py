@@ -23,7 +23,7 @@ from langchain_core.tools import BaseTool
 from pydantic import ValidationError
 
 import yollava_agent.tools.queue as queue_module
-from tests.conftest import make_photo
+from tests.conftest import HANG_SECONDS, make_photo
 from tests.unit_tests.test_training import FAST
 from yollava_agent.memory import ConceptStore, StoreUnavailableError
 from yollava_agent.tools import (
@@ -37,7 +37,7 @@ from yollava_agent.tools.queue import INTERRUPTED
 from yollava_agent.training.negatives import ClipConfig
 
 ROOT = Path(__file__).resolve().parents[2]
-JOB_TIMEOUT = 60.0
+JOB_TIMEOUT = HANG_SECONDS
 
 
 @pytest.fixture
@@ -533,7 +533,7 @@ def test_the_agent_example_runs_offline_and_shows_each_step() -> None:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=HANG_SECONDS,
         check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
