@@ -7,6 +7,8 @@ import time.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -32,6 +34,22 @@ HANG_SECONDS = 1800.0
 """How long a test waits for anything (a subprocess, a training job, a page) before calling it a
 hang. A bound against hangs only, never a speed target: CI's two cores, shared with other jobs,
 were seen six times slower than a quiet machine."""
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_python(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    """`python ARGS...` in a new process from the repository root, as a user would run it."""
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=REPO,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=HANG_SECONDS,
+        check=False,
+    )
 
 
 @pytest.fixture

@@ -10,13 +10,14 @@ import torch
 from langchain_core.messages import HumanMessage
 
 from yollava_agent import Concept, ChatYoLLaVA, LlavaRuntime
+from tests.conftest import HANG_SECONDS
 from yollava_agent.concept import concept_tokens
 
 REPO = Path(__file__).resolve().parents[2]
 
 _WRITER = """
 import sys, torch
-from tests.conftest import HANG_SECONDS, make_concept
+from tests.conftest import make_concept
 from tests.unit_tests.test_cross_process import concept_logits
 from yollava_agent import shared_runtime
 runtime = shared_runtime("tiny", "cpu", "fp32")

@@ -7,8 +7,6 @@ first training event waits until the test opens the gate or the job is cancelled
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -23,7 +21,7 @@ from langchain_core.tools import BaseTool
 from pydantic import ValidationError
 
 import yollava_agent.tools.queue as queue_module
-from tests.conftest import HANG_SECONDS, make_photo
+from tests.conftest import HANG_SECONDS, make_photo, run_python
 from tests.unit_tests.test_training import FAST
 from yollava_agent.memory import ConceptStore, StoreUnavailableError
 from yollava_agent.tools import (
@@ -528,14 +526,7 @@ def test_a_job_a_crash_interrupted_fails_and_can_be_taught_again(store, photos) 
 
 
 def test_the_agent_example_runs_offline_and_shows_each_step() -> None:
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "agent_with_memory.py")],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=HANG_SECONDS,
-        check=False,
-    )
+    result = run_python("examples/agent_with_memory.py")
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
     expected = [

@@ -30,8 +30,8 @@ from typing import Any, Iterator
 import torch
 from PIL import Image, ImageOps
 
-from yollava_agent.concept import Concept, concept_tokens, validate_concept_name
-from yollava_agent.errors import InvalidConceptNameError, YoLLaVAError
+from yollava_agent.concept import Concept, validate_concept_name
+from yollava_agent.errors import YoLLaVAError
 from yollava_agent.prompts import concept_prompt, insert_prompt_text
 from yollava_agent.runtime import LlavaRuntime
 from yollava_agent.templates import answer_token_ids, prompt_and_answer
@@ -107,15 +107,7 @@ class TrainingReport:
 
 def check_new_concept_name(runtime: LlavaRuntime, name: str, num_latent_tokens: int) -> None:
     """Refuse names that are unsafe or whose tokens the base vocabulary already has."""
-    validate_concept_name(name)
-    vocab = runtime.base_vocabulary
-    taken = [t for t in concept_tokens(name, num_latent_tokens) if t in vocab]
-    if taken:
-        msg = (
-            f"Concept name {name!r} would need token {taken[0]!r}, which is already in the "
-            f"vocabulary of {runtime.model_id!r}; choose another name."
-        )
-        raise InvalidConceptNameError(msg)
+    validate_concept_name(name, runtime.base_vocabulary, num_latent_tokens)
 
 
 def initial_concept(runtime: LlavaRuntime, name: str, num_latent_tokens: int, seed: int) -> Concept:
