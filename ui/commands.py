@@ -115,7 +115,7 @@ def teach_command(args: argparse.Namespace) -> int:
         epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, subject_kind=args.kind
     )
     runtime = load_llava(args.model, args.device, args.dtype)
-    validate_concept_name(args.name, runtime.base_vocabulary, config.num_latent_tokens)
+    validate_concept_name(args.name, runtime.base_vocabulary, config.num_latent_tokens, runtime.model_id)
     store = ConceptStore(
         _home(args),
         clip=clip_config(args),

@@ -51,12 +51,14 @@ def validate_concept_name(
     name: object,
     base_vocabulary: Collection[str] = (),
     num_latent_tokens: int = DEFAULT_NUM_LATENT_TOKENS,
+    model: str | None = None,
 ) -> str:
     """Return `name` if it can be a concept, else raise `InvalidConceptNameError` saying why.
 
     The one rule for names, applied wherever a name comes in (store, tools, app, CLI, trainer):
     a safe identifier, not of the latent-token form, and, given the base model's vocabulary,
-    none of whose tokens (`<bo>`, `<bo_1>`...) the base already has (`s` would be `<s>`).
+    none of whose tokens (`<bo>`, `<bo_1>`...) the base already has (`s` would be `<s>`);
+    `model` names that base in the message.
     """
     if not isinstance(name, str):
         msg = f"Concept name must be a string, got {type(name).__name__} {name!r}."
@@ -88,8 +90,9 @@ def validate_concept_name(
     taken = [t for t in concept_tokens(name, num_latent_tokens) if t in base_vocabulary]
     if taken:
         msg = (
-            f"Concept name {name!r} cannot be used with this model: its vocabulary already has "
-            f"the token {taken[0]!r}. Choose another name, such as {name + '-1'!r}."
+            f"Concept name {name!r} cannot be used with "
+            f"{'this model' if model is None else f'the model {model!r}'}: its vocabulary already "
+            f"has the token {taken[0]!r}. Choose another name, such as {name + '-1'!r}."
         )
         raise InvalidConceptNameError(msg)
     return name

@@ -160,9 +160,11 @@ class LlavaRuntime:
         base_vocab = self.base_vocabulary
         for concept in active.values():
             try:
-                validate_concept_name(concept.name, base_vocab, concept.num_latent_tokens)
+                validate_concept_name(
+                    concept.name, base_vocab, concept.num_latent_tokens, self.model_id
+                )
             except InvalidConceptNameError as e:
-                raise ConceptConflictError(f"{e} (model {self.model_id!r})") from e
+                raise ConceptConflictError(str(e)) from e
 
     def _apply(self, active: dict[str, Concept]) -> None:
         self._check_conflicts(active)

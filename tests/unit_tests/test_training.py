@@ -107,7 +107,7 @@ def test_cancel_stops_training_and_restores_the_runtime(runtime) -> None:
         ("a/b", "not a safe identifier"),
         ("bo\x07", "not a safe identifier"),
         ("b" * 41, "41 characters long"),
-        ("image", r"'<image>', which is already in the vocabulary of 'tiny'"),
+        ("image", r"cannot be used with the model 'tiny': its vocabulary already has the token '<image>'"),
     ],
 )
 def test_unsafe_names_are_refused_before_training(runtime, name: str, message: str) -> None:

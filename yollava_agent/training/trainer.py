@@ -107,7 +107,7 @@ class TrainingReport:
 
 def check_new_concept_name(runtime: LlavaRuntime, name: str, num_latent_tokens: int) -> None:
     """Refuse names that are unsafe or whose tokens the base vocabulary already has."""
-    validate_concept_name(name, runtime.base_vocabulary, num_latent_tokens)
+    validate_concept_name(name, runtime.base_vocabulary, num_latent_tokens, runtime.model_id)
 
 
 def initial_concept(runtime: LlavaRuntime, name: str, num_latent_tokens: int, seed: int) -> Concept:
