@@ -56,7 +56,7 @@ queue.submit("bob", "rex").finished.wait()
 """
 
 
-def _photos(folder: Path, red: bool = True) -> list[str]:
+def photo_files(folder: Path, red: bool = True) -> list[str]:
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for i in range(3):
@@ -66,7 +66,7 @@ def _photos(folder: Path, red: bool = True) -> list[str]:
     return paths
 
 
-def _wait_for(check: Callable[[], T | None], what: str, timeout: float = JOB_TIMEOUT) -> T:
+def wait_for(check: Callable[[], T | None], what: str, timeout: float = JOB_TIMEOUT) -> T:
     """The first truthy value of `check`; fails naming `what` after `timeout` (a hang guard)."""
     deadline = time.monotonic() + timeout
     while not (value := check()):
@@ -102,7 +102,7 @@ def test_a_concept_taught_on_one_replica_is_recognised_and_chatted_with_on_anoth
     replicas: Replicas, gate: Gate, tmp_path: Path
 ) -> None:
     a, b = replicas.start(), replicas.start()
-    photos = _photos(tmp_path / "bo")
+    photos = photo_files(tmp_path / "bo")
     reply = run_command(a, "alice", "/teach bo my red mug", photos)
     assert reply.startswith("Taught 'bo' from 3 photos")
     assert gate.started.wait(JOB_TIMEOUT)
@@ -116,7 +116,7 @@ def test_a_concept_taught_on_one_replica_is_recognised_and_chatted_with_on_anoth
         text = training_progress(b, "alice")
         return text if "<progress" in text else None
 
-    progress = _wait_for(shown_on_b, "A's progress reaching B")
+    progress = wait_for(shown_on_b, "A's progress reaching B")
     assert progress.startswith("**bo** <progress value='1' max=") and "epoch 1/3" in progress
     status = run_command(b, "alice", "/status bo", [])
     assert "'bo' is training" in status and "Progress: training 'bo': epoch 1/3" in status
@@ -144,15 +144,15 @@ def test_only_the_jobs_of_a_replica_that_stopped_are_failed(
     replicas: Replicas, gate: Gate, tmp_path: Path
 ) -> None:
     a = replicas.start(heartbeat_seconds=0.5, stale_seconds=2.0)
-    run_command(a, "alice", "/teach bo", _photos(tmp_path / "bo"))
+    run_command(a, "alice", "/teach bo", photo_files(tmp_path / "bo"))
     assert gate.started.wait(JOB_TIMEOUT)
     where = [str(replicas.home), str(replicas.server.port)]
     c = subprocess.Popen(
-        [sys.executable, "-c", REPLICA_C, *where, *_photos(tmp_path / "rex", red=False)],
+        [sys.executable, "-c", REPLICA_C, *where, *photo_files(tmp_path / "rex", red=False)],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:
-        running = _wait_for(
+        running = wait_for(
             lambda: (job := a.store.jobs.get("bob", "rex")) and job.progress and job,
             "replica C's job running",
         )
@@ -164,7 +164,7 @@ def test_only_the_jobs_of_a_replica_that_stopped_are_failed(
 
         os.kill(c.pid, signal.SIGKILL)
         c.wait(timeout=30)
-        failed = _wait_for(
+        failed = wait_for(
             lambda: (r := a.store.get_concept("bob", "rex")).status == "failed" and r,
             "A failing the job of stopped replica C",
         )
@@ -191,7 +191,7 @@ def test_the_command_line_opens_the_store_on_a_chroma_server(
     data = tmp_path / "shared-data"
     tiny = ClipConfig(model_name="tiny")
     ConceptStore(data, host=HOST, port=server.port, clip=tiny).add_concept(
-        "alice", "bo", _photos(tmp_path / "bo")
+        "alice", "bo", photo_files(tmp_path / "bo")
     )
     options = ["--data", str(data), "--chroma-host", HOST, "--chroma-port", str(server.port)]
     clip = ["--clip-model", "tiny", "--clip-pretrained", "none"]
