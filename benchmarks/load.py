@@ -10,14 +10,14 @@ alternating a text turn (naming its concept, and another user's concept name, wh
 nothing) and a photo turn (one of its concept's photos attached, which must be recognised).
 
 Printed per N, as a markdown table: turns, wall time, turns per second, turn latency p50 / p95
-(submission to the last streamed update) and its ratio to the first row (N = 1), the first streamed update p50,
-and the shared model's lock per turn: how long the turn held it (p50; the turn's serialised part)
-and, of that, how long the concept memory took (naming, CLIP recognition and the store's reads,
-which run inside the lock), and how long the turn waited for it; and the concepts whose training
-finished during the run. Then the checks, which fail the run: every user's stored conversation is
-exactly what their handlers showed them, turn after turn (nothing lost or reordered); no
-conversation holds another user's words; every turn's active concepts were the user's own concept
-and nothing else.
+(submission to the last streamed update) and its ratio to the first row (N = 1), the first
+streamed update p50, and the shared model's lock per turn: how long the turn held it (p50, text
+and photo turns apart; the turn's serialised part) and, of that, how long the concept memory took
+(naming, CLIP recognition and the store's reads, which run inside the lock), and how long the turn
+waited for it; and the concepts whose training finished during the run. Then the checks, which
+fail the run: every user's stored conversation is exactly what their handlers showed them, turn
+after turn (nothing lost or reordered); no conversation holds another user's words; every turn's
+active concepts were the user's own concept and nothing else.
 
 The chat model is the offline tiny LLaVA (random weights: answers are noise, and an answer costs
 what the tiny model costs; `--model` for a real checkpoint). CLIP is open_clip ViT-B-32 with
@@ -191,7 +191,7 @@ def run_in(folder: Path, n: int, args: argparse.Namespace) -> Row:
         for k in range(args.turns):
             tag, photo = f"[{user} t{k}]", k % 2 == 1
             message = (
-                {"text": f"{tag} Who is in this photo?", "files": [photos[i][k % PHOTOS_PER_CONCEPT]]}
+                {"text": f"{tag} Who is in this photo?", "files": [photos[i][k % len(photos[i])]]}
                 if photo
                 else {"text": f"{tag} How is {own} today? And {other}?", "files": []}
             )
@@ -253,26 +253,39 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
+COLUMNS = (
+    "users", "turns", "wall s", "turns/s", "p50 ms", "p95 ms", "p50 vs first row",
+    "first update p50 ms", "lock held p50 ms, text / photo", "of which memory, text / photo",
+    "lock wait p50 ms", "trained", "checks",
+)
+
+
+def ms(seconds: float) -> str:
+    return f"{1000 * seconds:.0f}"
+
+
 def table(rows: list[Row]) -> str:
     base = statistics.median(t.latency for t in rows[0].turns)
-    lines = [
-        "| users | turns | wall s | turns/s | p50 ms | p95 ms | p50 vs first row | first update p50 ms "
-        "| lock held p50 ms, text / photo | of which memory, text / photo | lock wait p50 ms "
-        "| trained | checks |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
-    ]
+    lines = [f"| {' | '.join(COLUMNS)} |", "|" + " ---: |" * (len(COLUMNS) - 1) + " --- |"]
     for row in rows:
         latencies = [t.latency for t in row.turns]
         p50 = statistics.median(latencies)
-        held = " / ".join(f"{1000 * row.median(row.holds, photo):.0f}" for photo in (False, True))
-        memory = " / ".join(f"{1000 * row.median(row.memory, photo):.0f}" for photo in (False, True))
-        lines.append(
-            f"| {row.users} | {len(row.turns)} | {row.wall:.1f} | {len(row.turns) / row.wall:.1f} "
-            f"| {1000 * p50:.0f} | {1000 * percentile(latencies, 0.95):.0f} | {p50 / base:.1f}x "
-            f"| {1000 * statistics.median(t.first_update for t in row.turns):.0f} | {held} | {memory} "
-            f"| {1000 * statistics.median(row.waits[t.tag] for t in row.turns):.0f} "
-            f"| {row.trained}/{row.users} | {'ok' if not row.checks else f'{len(row.checks)} FAILED'} |"
-        )
+        cells = [
+            str(row.users),
+            str(len(row.turns)),
+            f"{row.wall:.1f}",
+            f"{len(row.turns) / row.wall:.1f}",
+            ms(p50),
+            ms(percentile(latencies, 0.95)),
+            f"{p50 / base:.1f}x",
+            ms(statistics.median(t.first_update for t in row.turns)),
+            " / ".join(ms(row.median(row.holds, photo)) for photo in (False, True)),
+            " / ".join(ms(row.median(row.memory, photo)) for photo in (False, True)),
+            ms(statistics.median(row.waits[t.tag] for t in row.turns)),
+            f"{row.trained}/{row.users}",
+            f"{len(row.checks)} FAILED" if row.checks else "ok",
+        ]
+        lines.append(f"| {' | '.join(cells)} |")
     return "\n".join(lines)
 
 
@@ -281,7 +294,9 @@ def main() -> None:
     parser.add_argument("--users", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--turns", type=int, default=8, help="turns per user (half with a photo)")
     parser.add_argument("--model", default="tiny", help="chat and training model")
-    parser.add_argument("--clip", default="ViT-B-32", help="open_clip model (random weights) or 'tiny'")
+    parser.add_argument(
+        "--clip", default="ViT-B-32", help="open_clip model (random weights) or 'tiny'"
+    )
     parser.add_argument("--max-tokens", type=int, default=16, help="longest answer")
     parser.add_argument("--epochs", type=int, default=5, help="training epochs per concept")
     args = parser.parse_args()
@@ -296,8 +311,8 @@ def main() -> None:
             print(f"N={n}: {problem}")
     print(table(rows))
     print(
-        f"\n{args.turns} turns per user, answers of at most {args.max_tokens} tokens on {args.model}, "
-        f"CLIP {args.clip}; {machine(load)}"
+        f"\n{args.turns} turns per user, answers of at most {args.max_tokens} tokens on "
+        f"{args.model}, CLIP {args.clip}; {machine(load)}"
     )
     if any(row.checks for row in rows):
         raise SystemExit("Some checks failed (listed above).")

@@ -67,7 +67,8 @@ def main() -> None:
         os.environ["YOLLAVA_HOME"] = env["YOLLAVA_HOME"]
         load_llava(args.model, "cpu", "fp32")  # a tiny model is built once, before the repeats
         for _ in range(args.repeats):
-            command = [sys.executable, "-c", ONE_REPEAT, str(args.cpus), args.model, str(args.actors)]
+            settings = [str(args.cpus), args.model, str(args.actors)]
+            command = [sys.executable, "-c", ONE_REPEAT, *settings]
             done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
             rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
     finally:
@@ -77,7 +78,8 @@ def main() -> None:
     for i, row in enumerate(rows, start=1):
         print(f"| {i} | {' | '.join(f'{row[p]:.1f}' for p in PHASES)} | {sum(row.values()):.1f} |")
     medians = {p: statistics.median(r[p] for r in rows) for p in PHASES}
-    print(f"| median | {' | '.join(f'{medians[p]:.1f}' for p in PHASES)} | {sum(medians.values()):.1f} |")
+    middle = " | ".join(f"{medians[p]:.1f}" for p in PHASES)
+    print(f"| median | {middle} | {sum(medians.values()):.1f} |")
     print(
         f"\nA local cluster of {args.cpus} CPUs; {args.actors} actor(s) of {args.model} loading at "
         f"once. {machine(load)}"

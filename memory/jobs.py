@@ -133,7 +133,8 @@ class JobBoard:
     def of_user(self, user_id: str) -> list[JobRecord]:
         """The latest job of each of the user's concepts, by name."""
         found = self._call(lambda: self._jobs.get(where={"user_id": user_id}))
-        return sorted((JobRecord.from_metadata(m) for m in found["metadatas"]), key=lambda r: r.name)
+        records = (JobRecord.from_metadata(m) for m in found["metadatas"])
+        return sorted(records, key=lambda r: r.name)
 
     def active(self) -> list[JobRecord]:
         """Every queued or running job, of every user."""

@@ -258,7 +258,7 @@ class TrainingQueue:
         self.store.jobs.beat(self.owner)
         self.fail_interrupted()
         self._threads = [
-            threading.Thread(target=self._work, args=(w,), name=f"yollava-training-{i}", daemon=True)
+            threading.Thread(target=self._work, args=(w,), name=f"yollava-train-{i}", daemon=True)
             for i, w in enumerate(self.workers)
         ]
         self._keeper = threading.Thread(target=self._keep, name="yollava-heartbeat", daemon=True)
@@ -352,9 +352,14 @@ class TrainingQueue:
         with self._lock:
             local = self._jobs.get((user_id, name))
             if local is not None and local.state in ACTIVE_JOB_STATES:
-                msg = f"{name!r} is already {local.state} ({local.describe()}); wait for it or cancel it first."
+                msg = (
+                    f"{name!r} is already {local.state} ({local.describe()}); wait for it or "
+                    "cancel it first."
+                )
                 raise JobRunningError(msg)
-            job = TrainingJob(user_id, record.name, record.uid, owner=self.owner, config=self.config)
+            job = TrainingJob(
+                user_id, record.name, record.uid, owner=self.owner, config=self.config
+            )
             self._jobs[(user_id, name)] = job
         try:
             self.store.jobs.put(
@@ -385,7 +390,8 @@ class TrainingQueue:
         """The user's queued and running jobs on every replica of the store, by concept name."""
         with self._lock:
             local = {job.id: job for job in self._jobs.values() if job.user_id == user_id}
-        jobs = (local.get(r.job_id) or TrainingJob.from_record(r) for r in self.store.jobs.of_user(user_id))
+        records = self.store.jobs.of_user(user_id)
+        jobs = (local.get(r.job_id) or TrainingJob.from_record(r) for r in records)
         return [job for job in jobs if job.state in ACTIVE_JOB_STATES]
 
     def cancel(self, user_id: str, name: str, timeout: float | None = 60.0) -> bool:

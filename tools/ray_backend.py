@@ -3,10 +3,11 @@
 Each worker is a Ray actor (`TeachActor`) that loads the base model once, when it starts, and then
 trains one concept at a time. It asks Ray for one GPU when the cluster has GPUs (and the device is
 not `cpu`), else for `cpus_per_worker` CPUs; there are as many actors as the cluster holds, or
-`num_workers`. The queue keeps the store: an actor gets a job as plain data (a `TrainingTask`:
-photo paths, pool folders, the recipe) and only reads and writes files, so the data folder must be
-on storage that every node mounts at the same path. The actor writes the artifact there,
-atomically as always (`Concept.save_pretrained`).
+`num_workers` (several replicas on one cluster each take a share: actors beyond what the cluster
+holds wait for resources, and their worker takes no job meanwhile). The queue keeps the store: an
+actor gets a job as plain data (a `TrainingTask`: photo paths, pool folders, the recipe) and only
+reads and writes files, so the data folder must be on storage that every node mounts at the same
+path. The actor writes the artifact there, atomically as always (`Concept.save_pretrained`).
 
 The queue's thread for an actor polls it for progress every `poll_seconds` and passes a cancel on
 to it. An actor that dies mid-job (killed, out of memory, a lost node) fails that job only, with a
@@ -25,6 +26,7 @@ import contextlib
 import logging
 import os
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -47,6 +49,8 @@ logger = logging.getLogger(__name__)
 
 READY_POLL_SECONDS = 1.0
 """How often a worker waiting for its actor to start looks whether the queue is closing."""
+SLOW_START_SECONDS = 120.0
+"""After this long without its actor up, a worker warns that the cluster may be full."""
 ACTOR_CALLS_AT_ONCE = 4
 """Threads of an actor: `train` runs in one while `progress` and `cancel` answer in others."""
 
@@ -157,11 +161,20 @@ class RayWorker:
                 self.actor = None
         actor = self._make_actor()
         ready = actor.describe.remote()
+        waiting_since, warned = time.monotonic(), False
         while True:
             try:
                 self.name = ray.get(ready, timeout=READY_POLL_SECONDS)
                 break
             except GetTimeoutError:
+                if not warned and time.monotonic() - waiting_since > SLOW_START_SECONDS:
+                    warned = True
+                    logger.warning(
+                        "A Ray training actor is not up after %.0f s: the cluster may have no "
+                        "free GPU or CPU for it (other replicas' actors?). Give each replica its "
+                        "share with --ray-workers (RayBackend.num_workers).",
+                        SLOW_START_SECONDS,
+                    )
                 if self._closing.is_set():
                     ray.kill(actor)
                     msg = "The queue closed before its Ray actor started."
@@ -237,7 +250,10 @@ class RayBackend:
 
     def __post_init__(self) -> None:
         if self.num_workers is not None and self.num_workers < 1:
-            msg = f"RayBackend.num_workers must be at least 1 (or None for all), got {self.num_workers}."
+            msg = (
+                f"RayBackend.num_workers must be at least 1 (or None for all), got "
+                f"{self.num_workers}."
+            )
             raise ValueError(msg)
         if self.cpus_per_worker < 1:
             msg = f"RayBackend.cpus_per_worker must be at least 1, got {self.cpus_per_worker}."

@@ -41,6 +41,11 @@ def add_ui_arguments(parser: argparse.ArgumentParser) -> None:
         "HOST:PORT of its head (needs the ray extra; default: a thread of this process)",
     )
     parser.add_argument(
+        "--ray-workers", type=int,
+        help="training actors of this replica (default: as many as the cluster holds; with "
+        "several replicas on one cluster, give each its share)",
+    )
+    parser.add_argument(
         "--auth", action="append", default=[], metavar="USER:PASSWORD",
         help="require sign-in; each user sees only their own concepts (repeatable)",
     )

@@ -57,7 +57,9 @@ def add_chroma_arguments(parser: argparse.ArgumentParser) -> None:
         help="a Chroma server (`chroma run`) for the records instead of the embedded store; every "
         "process on it must share the same --data folder",
     )
-    parser.add_argument("--chroma-port", type=int, default=8000, help="the Chroma server's port (default 8000)")
+    parser.add_argument(
+        "--chroma-port", type=int, default=8000, help="the Chroma server's port (default 8000)"
+    )
 
 
 def open_store(args: argparse.Namespace, home: Path, **options: Any) -> ConceptStore:

@@ -61,7 +61,7 @@ def _backend(args: argparse.Namespace) -> TrainingBackend | None:
             "it with `pip install 'yollava-agent[ray]'`, or leave out --ray-address."
         )
         raise YoLLaVAError(msg) from e
-    return RayBackend(args.ray_address)
+    return RayBackend(args.ray_address, num_workers=args.ray_workers)
 
 
 def serve(args: argparse.Namespace) -> int:

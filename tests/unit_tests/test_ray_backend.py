@@ -1,4 +1,4 @@
-"""Teach jobs on a Ray cluster: `yollava ui --ray-address` on a local cluster started by this module.
+"""Teach jobs on a Ray cluster: `yollava ui --ray-address` on a local cluster this module starts.
 
 One cluster for the whole module (`ray.init` with 2 CPUs and a temporary folder, stopped at the
 end), bound to 127.0.0.1, and one app built by the command line's `make_context` with
@@ -106,10 +106,9 @@ def test_two_users_jobs_train_at_once_on_two_actors(
     assert len(workers) == 2 and len({w.name for w in workers}) == 2
     assert all(w.name.startswith("Ray actor ") and "on 127.0.0.1" in w.name for w in workers)
 
-    assert run_command(app, "alice", "/teach bo", photo_files(tmp_path / "bo")).startswith("Taught")
-    assert run_command(app, "bob", "/teach rex", photo_files(tmp_path / "rex", red=False)).startswith(
-        "Taught"
-    )
+    bo_photos, rex_photos = photo_files(tmp_path / "bo"), photo_files(tmp_path / "rex", red=False)
+    assert run_command(app, "alice", "/teach bo", bo_photos).startswith("Taught")
+    assert run_command(app, "bob", "/teach rex", rex_photos).startswith("Taught")
 
     def both_running() -> tuple[JobRecord, JobRecord] | None:
         bo, rex = app.store.jobs.get("alice", "bo"), app.store.jobs.get("bob", "rex")
@@ -119,8 +118,9 @@ def test_two_users_jobs_train_at_once_on_two_actors(
     bo, rex = wait_for(both_running, "both jobs running at once", JOB_TIMEOUT)
     assert bo.worker != rex.worker and {bo.worker, rex.worker} == {w.name for w in workers}
     # Each user's progress line shows their own job only.
-    assert "**bo**" in training_progress(app, "alice") and "**rex**" not in training_progress(app, "alice")
-    assert "**rex**" in training_progress(app, "bob") and "**bo**" not in training_progress(app, "bob")
+    alice, bob = training_progress(app, "alice"), training_progress(app, "bob")
+    assert "**bo**" in alice and "**rex**" not in alice
+    assert "**rex**" in bob and "**bo**" not in bob
 
     for user, name in (("alice", "bo"), ("bob", "rex")):
         assert app.queue.job(user, name).finished.wait(JOB_TIMEOUT)
