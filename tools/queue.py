@@ -140,6 +140,28 @@ class TrainingTask:
     description: str
 
 
+def run_task(
+    runtime: LlavaRuntime,
+    task: TrainingTask,
+    embedder: ClipEmbedder,
+    report: Callable[[TrainingEvent], None],
+    cancel: threading.Event,
+) -> Path:
+    """Train `task` on `runtime` (what every worker does with a job); the concept folder."""
+    pool = NegativePool(task.pool, embedder, task.clip_cache)
+    return teach(
+        runtime,
+        task.name,
+        task.photos,
+        task.out_dir,
+        pool,
+        task.config,
+        task.description,
+        report,
+        cancel,
+    )
+
+
 class TrainingWorker(Protocol):
     """Trains one concept at a time for a queue: a thread here, a Ray actor in `ray_backend`."""
 
@@ -193,18 +215,7 @@ class ThreadWorker:
     ) -> Path:
         if self._runtime is None:
             self._runtime = self._runtime_factory()
-        pool = NegativePool(task.pool, self._embedder, task.clip_cache)
-        return teach(
-            self._runtime,
-            task.name,
-            task.photos,
-            task.out_dir,
-            pool,
-            task.config,
-            task.description,
-            report,
-            cancel,
-        )
+        return run_task(self._runtime, task, self._embedder, report, cancel)
 
     def close(self) -> None:
         """The thread's model goes with the queue."""

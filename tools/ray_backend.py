@@ -39,11 +39,10 @@ from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
 from yollava_agent.errors import YoLLaVAError
 from yollava_agent.loading import load_llava
-from yollava_agent.training.negatives import ClipEmbedder, NegativePool
-from yollava_agent.training.teach import teach
+from yollava_agent.training.negatives import ClipEmbedder
 from yollava_agent.training.trainer import TrainingCancelled, TrainingEvent
 
-from yollava_agent.tools.queue import TrainingTask, WorkerLostError
+from yollava_agent.tools.queue import TrainingTask, WorkerLostError, run_task
 
 logger = logging.getLogger(__name__)
 
@@ -106,18 +105,7 @@ class TeachActor:
         try:
             if self._embedder is None or self._embedder.config != task.clip:
                 self._embedder = ClipEmbedder(task.clip)
-            pool = NegativePool(task.pool, self._embedder, task.clip_cache)
-            folder = teach(
-                self.runtime,
-                task.name,
-                task.photos,
-                task.out_dir,
-                pool,
-                task.config,
-                task.description,
-                self._report,
-                cancel,
-            )
+            folder = run_task(self.runtime, task, self._embedder, self._report, cancel)
         except TrainingCancelled:
             return None
         finally:
