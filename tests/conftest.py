@@ -8,6 +8,8 @@ import time.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -22,8 +24,6 @@ os.environ.pop("XDG_DATA_HOME", None)
 
 import signal  # noqa: E402
 import socket  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable, Iterator  # noqa: E402
@@ -36,6 +36,27 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from yollava_agent import Concept, LlavaRuntime, shared_runtime  # noqa: E402
+
+HANG_SECONDS = 1800.0
+"""How long a test waits for anything (a subprocess, a training job, a page) before calling it a
+hang. A bound against hangs only, never a speed target: CI's two cores, shared with other jobs,
+were seen six times slower than a quiet machine."""
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_python(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    """`python ARGS...` in a new process from the repository root, as a user would run it."""
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=REPO,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=HANG_SECONDS,
+        check=False,
+    )
 
 
 @pytest.fixture

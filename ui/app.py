@@ -3,9 +3,12 @@
 Handlers are plain functions that take what they need (an `AppContext` and the user id) as
 arguments; `build_app` wires them to components in one place, so tests call them directly. The
 user is the authenticated Gradio user (`request.username`), or "local" without auth; every store
-call and every conversation is scoped by it. Conversations persist in SQLite through LangChain's
-`SQLChatMessageHistory`; uploaded photos are copied into the data folder so history survives
-restarts. Slash commands go through the same LangChain tools an agent would use.
+call and every conversation is scoped by it. Conversations persist (`history.py`), commands and
+failed questions included; uploaded photos are checked before they are kept (a refused one is
+named as the user attached it and never copied) and copied into the data folder so history
+survives restarts. Slash commands go through the same LangChain tools an agent would use;
+`/forget` also deletes the conversation's messages and uploaded copies of the concept. Under each
+answer, the concepts it used and how ("recognised bo").
 
 Choices: earlier turns reach the model as text only (LLaVA-1.5 was tuned on one photo per
 conversation; the photos of the current turn are sent). Training runs in the `TrainingQueue`'s
@@ -18,23 +21,33 @@ import hashlib
 import logging
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 import pandas as pd
-from langchain_community.chat_message_histories import SQLChatMessageHistory
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 
 from yollava_agent.chat_model import ChatYoLLaVA
 from yollava_agent.concept import Concept
-from yollava_agent.errors import YoLLaVAError
+from yollava_agent.errors import UnknownConceptError, YoLLaVAError
 from yollava_agent.images import load_image
 from yollava_agent.memory import ConceptStore, StoreConceptSource
 from yollava_agent.tools.concept_tools import concept_tools
 from yollava_agent.tools.queue import TrainingQueue
 from yollava_agent.ui.commands import LOCAL_USER
+from yollava_agent.ui.history import (
+    ANSWER,
+    COMMAND,
+    CONCEPTS_KEY,
+    FAILED,
+    QUESTION,
+    Conversations,
+    history_engine,
+    marked,
+    remove_files,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +61,15 @@ HELP = """Commands:
 - `/help`: this text
 
 Anything else is a question: attach a photo to ask about it, or name a concept (`bo`)."""
+
+APP_CSS = """
+#chat img { max-height: 96px; width: auto; object-fit: contain; }
+#chat .user.message { display: flex; flex-wrap: wrap; gap: 6px; justify-content: flex-end; }
+#chat .user.message > .message.component { width: auto; flex: 0 0 auto; }
+#chat .user.message > .message:not(.component) { flex-basis: 100%; }
+#gallery .caption-label { white-space: normal; }
+"""
+"""A message's photos as a row of thumbnails in the chat; gallery captions shown whole."""
 
 
 @dataclass
@@ -63,6 +85,11 @@ class AppContext:
     """Folder where attached photos are kept."""
     notice: str = ""
     """Shown at the top of the page: e.g. that the tiny model's answers are meaningless."""
+    conversations: Conversations = field(init=False)
+    """Every user's conversation, in the database at `history_url`."""
+
+    def __post_init__(self) -> None:
+        self.conversations = Conversations(history_engine(self.history_url))
 
 
 def user_of(request: gr.Request | None) -> str:
@@ -70,20 +97,47 @@ def user_of(request: gr.Request | None) -> str:
     return getattr(request, "username", None) or LOCAL_USER
 
 
-def _history(ctx: AppContext, user_id: str) -> SQLChatMessageHistory:
-    return SQLChatMessageHistory(session_id=user_id, connection=ctx.history_url)
+def _uploads_of(ctx: AppContext, user_id: str) -> Path:
+    return ctx.uploads / hashlib.sha256(user_id.encode()).hexdigest()[:24]
 
 
 def keep_upload(ctx: AppContext, user_id: str, path: str) -> str:
     """Copy an attached file into the data folder (by content hash) and return the copy's path."""
     source = Path(path)
     digest = hashlib.sha256(source.read_bytes()).hexdigest()
-    folder = ctx.uploads / hashlib.sha256(user_id.encode()).hexdigest()[:24]
+    folder = _uploads_of(ctx, user_id)
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{digest}{source.suffix.lower()}"
     if not target.exists():
         shutil.copyfile(source, target)
     return str(target)
+
+
+def refused_attachment(files: list[str]) -> str | None:
+    """Why an attached file cannot be used, naming it as the user attached it; None if all can.
+
+    Checked before anything is kept, so a refused file is never copied into the data folder.
+    """
+    for path in files:
+        try:
+            load_image(path)
+        except YoLLaVAError as e:
+            name = Path(path).name
+            return (
+                f"{name!r} cannot be used: {str(e).replace(repr(path), repr(name))} "
+                "Attach photos (JPEG, PNG, WebP)."
+            )
+    return None
+
+
+def concept_note(concepts: list[dict[str, Any]]) -> str:
+    """The line under an answer that says which concepts it used, and how."""
+    parts = []
+    for concept in concepts:
+        verb = "recognised" if concept["found"] == "recognised" else "used"
+        how = "trained tokens" if concept["tokens"] else "description and facts"
+        parts.append(f"{verb} {concept['name']} ({how})")
+    return f"*{' · '.join(parts)}*" if parts else ""
 
 
 def _chat_entries(message: BaseMessage) -> list[dict[str, Any]]:
@@ -97,19 +151,25 @@ def _chat_entries(message: BaseMessage) -> list[dict[str, Any]]:
             entries.append({"role": role, "content": {"path": block["path"]}})
         elif block.get("type") == "text":
             entries.append({"role": role, "content": block["text"]})
+    note = concept_note(message.additional_kwargs.get(CONCEPTS_KEY, []))
+    if note and entries:
+        entries[-1] = {**entries[-1], "content": f"{entries[-1]['content']}\n\n{note}"}
     return entries
 
 
 def load_conversation(ctx: AppContext, user_id: str) -> list[dict[str, Any]]:
     """The user's saved conversation, as chatbot messages."""
-    return [entry for m in _history(ctx, user_id).messages for entry in _chat_entries(m)]
+    return [entry for m in ctx.conversations.messages(user_id) for entry in _chat_entries(m)]
 
 
 def run_command(ctx: AppContext, user_id: str, text: str, files: list[str]) -> str:
     """Answer a slash command; every problem is an answer that says what to do."""
     command, _, rest = text.strip().partition(" ")
     rest = rest.strip()
-    tools = {tool.name: tool for tool in concept_tools(ctx.store, ctx.queue, user_id)}
+    tools = {
+        tool.name: tool
+        for tool in concept_tools(ctx.store, ctx.queue, user_id, status_hint="`/status {name}`")
+    }
     name, _, words = rest.partition(" ")
     if command == "/teach":
         if not name:
@@ -126,25 +186,62 @@ def run_command(ctx: AppContext, user_id: str, text: str, files: list[str]) -> s
     if command == "/forget":
         if not name:
             return "Say which concept to forget: `/forget bo`."
-        return tools["forget_concept"].invoke({"name": name})
+        return forget_everywhere(ctx, user_id, name, tools["forget_concept"])
     if command == "/fact":
         if not name or not words.strip():
             return "Say the concept and the fact: `/fact bo bo's birthday is May 3`."
         return tools["remember_fact"].invoke({"concept": name, "fact": words.strip()})
     if command == "/clear":
-        _history(ctx, user_id).clear()
+        ctx.conversations.clear(user_id)
+        shutil.rmtree(_uploads_of(ctx, user_id), ignore_errors=True)  # shown by no message now
         return "Started a new conversation."
     if command == "/help":
         return HELP
     return f"Unknown command `{command}`.\n\n{HELP}"
 
 
+def forget_everywhere(ctx: AppContext, user_id: str, name: str, forget_tool: Any) -> str:
+    """Forget a concept in the store, then in the conversation and the uploaded copies."""
+    try:
+        record = ctx.store.get_concept(user_id, name)
+        texts = [record.description, *(f.text for f in ctx.store.list_facts(user_id, name))]
+        digests = [p.stem for p in ctx.store.photo_paths(user_id, name)]
+    except YoLLaVAError:
+        return forget_tool.invoke({"name": name})  # its answer says what is wrong
+    reply = forget_tool.invoke({"name": name})
+    if any(r.name == name for r in ctx.store.list_concepts(user_id)):
+        return reply  # not forgotten (a job still stopping, a disk error): the reply says so
+    shown = ctx.conversations.forget_concept(user_id, name, texts, digests)
+    uploads = _uploads_of(ctx, user_id)
+    copies = [p for p in uploads.glob("*") if p.stem in digests] if uploads.is_dir() else []
+    still_shown = ctx.conversations.photos_shown(user_id)
+    remove_files(p for p in {*copies, *shown} if p not in still_shown and p.is_relative_to(uploads))
+    return reply + " Its photos and the messages about it are gone from this conversation too."
+
+
 def respond(
     ctx: AppContext, user_id: str, message: dict[str, Any], chat: list[dict[str, Any]]
 ) -> Iterator[list[dict[str, Any]]]:
-    """Handle one submission (text and attached files): a command, or a streamed answer."""
+    """Handle one submission (text and attached files): a command, or a streamed answer.
+
+    Every submission is kept in the conversation, whatever happens to it: a refused file, a
+    failed answer, or a page closed while the answer streamed (what was streamed is kept).
+    """
     text = (message.get("text") or "").strip()
-    files = [keep_upload(ctx, user_id, f) for f in message.get("files") or []]
+    attached = list(message.get("files") or [])
+    if not text and not attached:
+        yield chat
+        return
+    refusal = refused_attachment(attached)
+    if refusal is not None:
+        shown = [*chat, {"role": "user", "content": text or "(photo)"}, {"role": "assistant", "content": refusal}]
+        ctx.conversations.add(
+            user_id, [marked(HumanMessage(text or "(photo)"), FAILED), marked(AIMessage(refusal), FAILED)]
+        )
+        yield shown
+        return
+    files = [keep_upload(ctx, user_id, f) for f in attached]
+    blocks: list[dict[str, str]] = [{"type": "image", "path": f} for f in files]
     shown = [*chat, *({"role": "user", "content": {"path": f}} for f in files)]
     if text:
         shown.append({"role": "user", "content": text})
@@ -153,41 +250,43 @@ def respond(
         if text.split()[0] == "/clear":
             yield [{"role": "assistant", "content": reply}]
             return
+        command = HumanMessage(content=[*blocks, {"type": "text", "text": text}])
+        ctx.conversations.add(user_id, [marked(command, COMMAND), marked(AIMessage(reply), COMMAND)])
         yield [*shown, {"role": "assistant", "content": reply}]
         return
-    if not text and not files:
-        yield chat
-        return
-    for path in files:
-        try:
-            load_image(path)
-        except YoLLaVAError as e:
-            yield [*shown, {"role": "assistant", "content": f"{e} Attach photos (JPEG, PNG, WebP)."}]
-            return
-    question = HumanMessage(
-        content=[*({"type": "image", "path": f} for f in files), {"type": "text", "text": text or "What is in this photo?"}]
-    )
-    history = _history(ctx, user_id)
-    earlier = [_text_only(m) for m in history.messages[-12:]]
-    model = ctx.chat_model.model_copy(
-        update={"concept_source": StoreConceptSource(ctx.store, user_id)}
-    )
-    answer = ""
+    yield from _answer(ctx, user_id, blocks, text, shown)
+
+
+def _answer(
+    ctx: AppContext,
+    user_id: str,
+    blocks: list[dict[str, str]],
+    text: str,
+    shown: list[dict[str, Any]],
+) -> Iterator[list[dict[str, Any]]]:
+    question = HumanMessage(content=[*blocks, {"type": "text", "text": text or "What is in this photo?"}])
+    earlier = ctx.conversations.model_turns(user_id)
+    model = ctx.chat_model.model_copy(update={"concept_source": StoreConceptSource(ctx.store, user_id)})
+    answer, concepts, kind = "", [], FAILED
     try:
         for chunk in model.stream([*earlier, question]):
             answer += chunk.text
+            concepts = chunk.response_metadata.get("concepts", concepts)
             yield [*shown, {"role": "assistant", "content": answer}]
+        kind = ANSWER
+    except GeneratorExit:  # the page closed or reloaded while the answer streamed
+        answer = f"{answer} (stopped)".strip()
+        raise
     except YoLLaVAError as e:
-        yield [*shown, {"role": "assistant", "content": f"Sorry, I could not answer: {e}"}]
-        return
-    history.add_messages([question, AIMessage(content=answer)])
-    yield [*shown, {"role": "assistant", "content": answer}]
-
-
-def _text_only(message: BaseMessage) -> BaseMessage:
-    if isinstance(message.content, str):
-        return message
-    return type(message)(content=message.text)
+        answer = f"Sorry, I could not answer: {e}"
+    except Exception as e:  # noqa: BLE001 - the page must get an answer, and the log the bug
+        logger.exception("Answering a question failed")
+        answer = f"Sorry, something went wrong while answering ({type(e).__name__}: {e})."
+    finally:  # also when the page closes mid-answer: what was streamed is kept
+        reply = marked(AIMessage(answer), kind, **{CONCEPTS_KEY: concepts})
+        ctx.conversations.add(user_id, [marked(question, QUESTION if kind == ANSWER else FAILED), reply])
+    note = concept_note(concepts)
+    yield [*shown, {"role": "assistant", "content": f"{answer}\n\n{note}" if note else answer}]
 
 
 def training_progress(ctx: AppContext, user_id: str) -> str:
@@ -214,10 +313,13 @@ def concept_gallery(ctx: AppContext, user_id: str) -> tuple[list[tuple[str, str]
     """Thumbnails with captions, and a markdown card per concept (status, facts)."""
     items, cards = [], []
     for record in ctx.store.list_concepts(user_id):
-        photos = ctx.store.photo_paths(user_id, record.name)
+        try:
+            photos = ctx.store.photo_paths(user_id, record.name)
+            facts = ctx.store.list_facts(user_id, record.name)
+        except UnknownConceptError:
+            continue  # forgotten by another request since it was listed
         if photos:
             items.append((str(photos[0]), f"{record.name} · {record.status}"))
-        facts = ctx.store.list_facts(user_id, record.name)
         card = [f"### {record.name} · {record.status}", record.description or ""]
         if record.error:
             card.append(f"Training failed: {record.error}")
@@ -232,7 +334,10 @@ def loss_curves(ctx: AppContext, user_id: str) -> pd.DataFrame:
     for record in ctx.store.list_concepts(user_id):
         if record.status != "ready" or not record.artifact_path:
             continue
-        stats = Concept.from_pretrained(record.artifact_path).training
+        try:
+            stats = Concept.from_pretrained(record.artifact_path).training
+        except YoLLaVAError:
+            continue  # forgotten (its folder gone) by another request since it was listed
         rows.extend(
             {"concept": record.name, "epoch": epoch, "loss": loss}
             for epoch, loss in enumerate(stats.get("epoch_losses", []), start=1)
@@ -249,6 +354,7 @@ def build_app(ctx: AppContext, refresh_seconds: float = 1.0) -> gr.Blocks:
         return load_conversation(ctx, user), training_progress(ctx, user), items, cards, loss_curves(ctx, user)
 
     def on_submit(message: dict[str, Any], chat: list[dict[str, Any]], request: gr.Request) -> Iterator[tuple[Any, ...]]:
+        update = chat
         for update in respond(ctx, user_of(request), message, chat):
             yield update, gr.MultimodalTextbox(value=None, interactive=False)
         yield update, gr.MultimodalTextbox(value=None, interactive=True)
@@ -264,19 +370,36 @@ def build_app(ctx: AppContext, refresh_seconds: float = 1.0) -> gr.Blocks:
             gr.Markdown(f"**Note:** {ctx.notice}", elem_id="notice")
         with gr.Row():
             with gr.Column(scale=3):
-                chatbot = gr.Chatbot(elem_id="chat", height=480)
+                chatbot = gr.Chatbot(label="Conversation", show_label=False, elem_id="chat", height=560)
                 box = gr.MultimodalTextbox(
-                    placeholder="Ask, or /teach NAME with photos attached (/help)",
+                    label="Message",
+                    show_label=False,
+                    placeholder="Ask, or /teach NAME with 3-10 photos attached (/help)",
                     file_count="multiple",
                     file_types=["image"],
                     elem_id="message",
                 )
             with gr.Column(scale=2):
+                gr.Markdown("### Training")
                 progress = gr.Markdown("No training running.", elem_id="progress")
-                gallery = gr.Gallery(label="Your concepts", columns=3, height=220, elem_id="gallery")
+                gr.Markdown("### Your concepts")
+                gallery = gr.Gallery(
+                    label="Your concepts",
+                    show_label=False,
+                    columns=4,
+                    fit_columns=False,  # one concept is one small tile, not the whole width
+                    height=240,
+                    object_fit="cover",
+                    elem_id="gallery",
+                )
                 cards = gr.Markdown(elem_id="cards")
                 curves = gr.LinePlot(x="epoch", y="loss", color="concept", label="Training loss", elem_id="loss")
         box.submit(on_submit, [box, chatbot], [chatbot, box])
         app.load(on_load, None, [chatbot, progress, gallery, cards, curves])
         gr.Timer(refresh_seconds).tick(on_tick, None, [progress, gallery, cards, curves])
     return app
+
+
+def launch_app(app: gr.Blocks, **options: Any) -> None:
+    """Serve the page with its stylesheet (`launch` takes it in Gradio 6); options go to `launch`."""
+    app.queue().launch(css=APP_CSS, **options)

@@ -19,7 +19,7 @@ from yollava_agent.paths import data_home
 from yollava_agent.tools.queue import TrainingBackend, TrainingQueue
 from yollava_agent.training.config import TrainingConfig
 from yollava_agent.training.pool import default_pool_dir
-from yollava_agent.ui.app import AppContext, build_app
+from yollava_agent.ui.app import AppContext, build_app, launch_app
 from yollava_agent.ui.commands import clip_or_random, open_store
 
 logger = logging.getLogger(__name__)
@@ -31,7 +31,9 @@ def make_context(args: argparse.Namespace) -> AppContext:
     pretrained = None if args.clip_pretrained.lower() == "none" else args.clip_pretrained
     clip, clip_notice = clip_or_random(args.clip_model, pretrained)
     pools = [p for p in default_pool_dir().glob("*") if p.is_dir()] if default_pool_dir().is_dir() else []
-    store = open_store(args, home, clip=clip, pool_folders=pools)
+    store = open_store(
+        args, home, clip=clip, pool_folders=pools, base_vocabulary=runtime.base_vocabulary
+    )
     config = TrainingConfig(epochs=args.epochs, batch_size=args.batch_size)
     queue = TrainingQueue(
         store, runtime.model_id, args.device, args.dtype, config=config, backend=_backend(args)
@@ -75,5 +77,5 @@ def serve(args: argparse.Namespace) -> int:
         auth.append((user, password))
     ctx = make_context(args)
     app = build_app(ctx)
-    app.queue().launch(server_name=args.host, server_port=args.port, auth=auth or None)
+    launch_app(app, server_name=args.host, server_port=args.port, auth=auth or None)
     return 0

@@ -51,7 +51,7 @@ from pydantic import ConfigDict, Field, InstanceOf, field_validator
 from transformers import StoppingCriteria, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
-from yollava_agent.concept import Concept, identifier_token
+from yollava_agent.concept import Concept, identifier_token, mentions
 from yollava_agent.errors import PromptTooLongError, UnknownConceptError, UnsupportedMessageError
 from yollava_agent.images import image_from_block, is_image_block
 from yollava_agent.loading import default_model, resolve_device, shared_runtime
@@ -122,6 +122,16 @@ def _plain_text(runtime: LlavaRuntime, keep: Sequence[str]) -> Callable[[str], s
     special.update(tokenizer.all_special_tokens)
     special.add(runtime.processor.image_token)
     return lambda text: escape_special_tokens(text, special, keep)
+
+
+def _how_found(name: str, configured: set[str], requested: Sequence[str], text: str) -> str:
+    """Why a concept is active: 'configured', 'requested', 'named' in the turn, or else the
+    concept source 'recognised' it in the turn's photos."""
+    if name in configured:
+        return "configured"
+    if name in requested:
+        return "requested"
+    return "named" if mentions(text, name) else "recognised"
 
 
 def _with_plain_text(turn: Turn, plain: Callable[[str], str]) -> Turn:
@@ -279,6 +289,8 @@ class _Turn:
 
     inputs: dict[str, torch.Tensor]
     concept_names: list[str]
+    concepts: list[dict[str, Any]]
+    """Every active concept: name, how it was found, and whether its trained tokens were used."""
     stop: list[str]
     tools: list[dict[str, Any]]
     generation_kwargs: dict[str, Any]
@@ -466,7 +478,14 @@ class ChatYoLLaVA(BaseChatModel):
         human_text = "" if human_index is None else " ".join(
             b["text"] for b in conversation[human_index]["content"] if b["type"] == "text"
         )
-        active = self.active_concepts(human_text, human_images, kwargs.get("concepts", ()))
+        requested = kwargs.get("concepts", ())
+        active = self.active_concepts(human_text, human_images, requested)
+        configured = {a.name for a in self.concepts}
+        report = [
+            {"name": a.name, "found": _how_found(a.name, configured, requested, human_text),
+             "tokens": a.concept is not None}
+            for a in active
+        ]
         runtime.set_concepts(a.concept for a in active if a.concept is not None)
         plain = _plain_text(runtime, [identifier_token(a.name) for a in active if a.concept])
         conversation = [_with_plain_text(turn, plain) for turn in conversation]
@@ -505,6 +524,7 @@ class ChatYoLLaVA(BaseChatModel):
         return _Turn(
             inputs=inputs,
             concept_names=[a.name for a in active if a.concept is not None],
+            concepts=report,
             stop=list(stop or self.stop or []),
             tools=tools,
             generation_kwargs=generation_kwargs,
@@ -549,7 +569,11 @@ class ChatYoLLaVA(BaseChatModel):
                 "output_tokens": len(new_ids),
                 "total_tokens": turn.prompt_length + len(new_ids),
             },
-            response_metadata={"model_name": self.model_name, "model_provider": "yollava"},
+            response_metadata={
+                "model_name": self.model_name,
+                "model_provider": "yollava",
+                "concepts": turn.concepts,
+            },
         )
 
     def _generate(

@@ -95,6 +95,13 @@ def validate_concept_name(
     return name
 
 
+def mentions(text: str, name: str) -> bool:
+    """Whether `text` names the concept as a word: "bo", "<bo>", "Bo's" (not "bob" or "bo-2")."""
+    if name.casefold() not in text.casefold():
+        return False  # most texts name few concepts: skip the pattern
+    return re.search(rf"(?<![\w-])<?{re.escape(name)}>?(?![\w-])", text, flags=re.IGNORECASE) is not None
+
+
 def identifier_token(name: str) -> str:
     """The token that stands for the concept in prompts and answers: `<bo>`."""
     return f"<{name}>"

@@ -58,11 +58,17 @@ def test_teach_needs_a_name_and_photos(ctx) -> None:
 def test_teach_a_bad_name_or_a_non_image_answers_in_the_chat(ctx, tmp_path: Path) -> None:
     bad_name = run_command(ctx, "local", "/teach ../bo", _photos(tmp_path / "p"))
     assert "'../bo' is not a safe identifier" in bad_name
-    notes = tmp_path / "notes.txt"
-    notes.write_text("not a photo")
-    not_image = run_command(ctx, "local", "/teach bo", [str(notes)])
-    assert "notes.txt" in not_image and "not an image" in not_image
+    # Gradio hands over its own temporary copy, under the name the user attached.
+    upload = tmp_path / "gradio" / "5f2c9a" / "notes.txt"
+    upload.parent.mkdir(parents=True)
+    upload.write_text("not a photo")
+    message = {"text": "/teach bo", "files": [*_photos(tmp_path / "p")[:2], str(upload)]}
+    reply = _last(respond(ctx, "local", message, []))[-1]["content"]
+    assert reply.startswith("'notes.txt' cannot be used: 'notes.txt' is not an image")
+    assert "5f2c9a" not in reply and "uploads" not in reply
+    assert not ctx.uploads.exists()  # nothing of a refused submission is kept
     assert ctx.store.list_concepts("local") == []
+    assert "'notes.txt' cannot be used" in load_conversation(ctx, "local")[-1]["content"]
 
 
 def test_teach_trains_in_the_background_and_fills_the_gallery(ctx, tmp_path: Path) -> None:
@@ -176,3 +182,52 @@ def test_auth_pairs_must_be_user_colon_password() -> None:
 
     with pytest.raises(ValueError, match=r"--auth 'alice' must be USER:PASSWORD"):
         serve(argparse.Namespace(auth=["alice"]))
+
+
+def test_the_teach_reply_says_how_to_see_progress_in_the_app(ctx, tmp_path: Path) -> None:
+    reply = _last(respond(ctx, "local", {"text": "/teach bo", "files": _photos(tmp_path / "p")}, []))
+    assert "(`/status bo` shows progress)" in reply[-1]["content"]
+    assert "concept_status" not in reply[-1]["content"]
+    ctx.queue.job("local", "bo").finished.wait(120)
+
+
+def test_commands_and_failed_questions_come_back_after_a_reload(ctx, tmp_path: Path) -> None:
+    chat = _last(respond(ctx, "local", {"text": "/help", "files": []}, []))
+    chat = _last(respond(ctx, "local", {"text": "/concepts", "files": []}, chat))
+    chat = _last(respond(ctx, "local", {"text": "Hello", "files": []}, chat))
+    too_long = "word " * 5000
+    failed = _last(respond(ctx, "local", {"text": too_long, "files": []}, chat))
+    assert failed[-1]["content"].startswith("Sorry, I could not answer: This turn's prompt is")
+
+    reloaded = load_conversation(ctx, "local")
+    assert [m["content"] for m in reloaded][:4] == ["/help", HELP, "/concepts", reloaded[3]["content"]]
+    assert "no concepts yet" in reloaded[3]["content"]
+    assert reloaded[-2]["content"] == too_long.strip()
+    assert reloaded[-1]["content"] == failed[-1]["content"]
+    # Only the answered question goes back to the model as an earlier turn.
+    turns = ctx.conversations.model_turns("local")
+    assert [m.text for m in turns][0] == "Hello" and len(turns) == 2
+
+
+def test_a_page_closed_mid_answer_keeps_what_was_streamed_and_frees_the_model(ctx) -> None:
+    ctx.chat_model = ctx.chat_model.model_copy(update={"max_new_tokens": 300})
+    updates = respond(ctx, "local", {"text": "Tell me a long story.", "files": []}, [])
+    partial = [next(updates) for _ in range(3)][-1][-1]["content"]
+    updates.close()  # Gradio drops the handler when the page reloads
+    kept = load_conversation(ctx, "local")
+    assert kept[0]["content"] == "Tell me a long story."
+    assert kept[1]["content"].startswith(partial) and kept[1]["content"].endswith("(stopped)")
+    ctx.chat_model = ctx.chat_model.model_copy(update={"max_new_tokens": 4})
+    answered = _last(respond(ctx, "local", {"text": "Hello again", "files": []}, kept))
+    assert answered[-1]["role"] == "assistant" and answered[-1]["content"]
+
+
+def test_an_answer_says_which_concept_it_recognised(ctx, tmp_path: Path) -> None:
+    photos = _photos(tmp_path / "p")
+    run_command(ctx, "local", "/teach bo my red mug", photos)
+    ctx.queue.cancel("local", "bo")  # the instant tier is enough here
+    answered = _last(respond(ctx, "local", {"text": "What is this?", "files": [photos[1]]}, []))
+    assert answered[-1]["content"].endswith("*recognised bo (description and facts)*")
+    assert load_conversation(ctx, "local")[-1]["content"] == answered[-1]["content"]
+    plain = _last(respond(ctx, "local", {"text": "Hello", "files": []}, []))
+    assert "recognised" not in plain[-1]["content"]

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import make_concept, make_photo
+from tests.conftest import HANG_SECONDS, make_concept, make_photo
 from yollava_agent import ChatYoLLaVA
 from yollava_agent.cli import run_chat
 
@@ -58,7 +58,7 @@ def test_console_script_falls_back_to_tiny_offline() -> None:
         capture_output=True,
         text=True,
         env=env,
-        timeout=300,
+        timeout=HANG_SECONDS,
         cwd=Path(__file__).resolve().parents[2],
     )
     assert result.returncode == 0, result.stderr
@@ -75,7 +75,7 @@ def test_console_script_fails_clearly_for_a_named_missing_model() -> None:
         capture_output=True,
         text=True,
         env={**os.environ, "HF_HUB_OFFLINE": "1"},
-        timeout=300,
+        timeout=HANG_SECONDS,
     )
     assert result.returncode == 1
     assert "yollava: Could not load the LLaVA model 'acme/none'" in result.stderr
@@ -88,7 +88,7 @@ def test_example_runs_offline() -> None:
         capture_output=True,
         text=True,
         env={**os.environ, "HF_HUB_OFFLINE": "1"},
-        timeout=300,
+        timeout=HANG_SECONDS,
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip()
@@ -101,7 +101,7 @@ def _yollava(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         env={**os.environ, "HF_HUB_OFFLINE": "1"},
-        timeout=300,
+        timeout=HANG_SECONDS,
         cwd=Path(__file__).resolve().parents[2],
     )
 

@@ -10,6 +10,7 @@ import torch
 from langchain_core.messages import HumanMessage
 
 from yollava_agent import Concept, ChatYoLLaVA, LlavaRuntime
+from tests.conftest import HANG_SECONDS
 from yollava_agent.concept import concept_tokens
 
 REPO = Path(__file__).resolve().parents[2]
@@ -40,7 +41,7 @@ def test_saved_concept_gives_identical_logits_in_another_process(runtime, tmp_pa
         [sys.executable, "-c", _WRITER, str(folder), str(logits_file)],
         cwd=REPO,
         check=True,
-        timeout=300,
+        timeout=HANG_SECONDS,
     )
     concept = Concept.from_pretrained(folder, base=runtime.base)
     assert concept.tokens == concept_tokens("bo", 16)

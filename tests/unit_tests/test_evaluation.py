@@ -18,7 +18,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.conftest import make_photo
+from tests.conftest import HANG_SECONDS, make_photo
 from yollava_agent.cli import main as cli_main
 from yollava_agent.evaluation import (
     METHODS,
@@ -341,7 +341,7 @@ def test_cli_eval_end_to_end(tmp_path: Path) -> None:
         str(out),
     ]
     done = subprocess.run(
-        command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=240, check=False
+        command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=HANG_SECONDS, check=False
     )
     assert done.returncode == 0, done.stderr[-3000:]
     print(done.stdout)  # the tiny model's table, shown with `pytest -s`

@@ -22,7 +22,7 @@ import pytest
 import torch
 from langchain_core.messages import HumanMessage
 
-from tests.conftest import make_photo
+from tests.conftest import HANG_SECONDS, make_photo
 from tests.unit_tests.test_evaluation import build_dataset
 from yollava_agent import ChatYoLLaVA, Concept, shared_runtime
 from yollava_agent.memory import ConceptStore
@@ -95,7 +95,7 @@ def walked(tmp_path_factory: pytest.TempPathFactory) -> dict:
     child = subprocess.run(
         [sys.executable, "-c", _CHILD, json.dumps(folders), json.dumps(QUESTIONS), str(photos[0]),
          str(report)],
-        cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
+        cwd=REPO, capture_output=True, text=True, timeout=HANG_SECONDS, check=False,
     )
     assert child.returncode == 0, child.stderr[-3000:]
     child_saw = json.loads(report.read_text())

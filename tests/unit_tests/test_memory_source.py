@@ -79,3 +79,19 @@ def test_another_users_concepts_are_never_activated(store, runtime) -> None:
     assert "green cup" not in text
     with pytest.raises(UnknownConceptError, match=r"Unknown concept 'zed'"):
         chat.invoke("Hi", concepts=["zed"])
+
+
+def test_answers_say_which_concepts_they_used_and_how_each_was_found(store, runtime) -> None:
+    trained = make_concept(runtime, "rex")
+    folder = trained.save_pretrained(store.artifact_dir("alice", "rex"))
+    store.set_status("alice", "rex", "ready", artifact_path=folder)
+    chat = ChatYoLLaVA(model="tiny", max_tokens=3, concept_source=StoreConceptSource(store, "alice"))
+    question = HumanMessage(content=[_block(BO_PHOTOS[1]), "Is rex next to this?"])
+    expected = [
+        {"name": "rex", "found": "named", "tokens": True},
+        {"name": "bo", "found": "recognised", "tokens": False},
+    ]
+    assert chat.invoke([question]).response_metadata["concepts"] == expected
+    *_, last = chat.stream([question])
+    assert last.response_metadata["concepts"] == expected
+    assert chat.invoke("Hello").response_metadata["concepts"] == []

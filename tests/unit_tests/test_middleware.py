@@ -11,8 +11,6 @@ import asyncio
 import base64
 import io
 import logging
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +27,7 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from PIL import Image
 from pydantic import Field
 
-from tests.conftest import make_concept, make_photo
+from tests.conftest import make_concept, make_photo, run_python
 from yollava_agent import ChatYoLLaVA
 from yollava_agent.memory import ConceptStore
 from yollava_agent.tools import (
@@ -436,15 +434,7 @@ def test_with_chat_yollava_trained_tokens_replace_the_note(memory, store, runtim
 
 
 def test_the_any_model_example_runs_offline_and_shows_what_the_model_is_given() -> None:
-    root = Path(__file__).resolve().parents[2]
-    result = subprocess.run(
-        [sys.executable, str(root / "examples" / "any_model_agent.py")],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
+    result = run_python("examples/any_model_agent.py")
     assert result.returncode == 0, result.stderr[-3000:]
     system = "  the model's system message:\n    You are a helpful assistant.\n"
     note = "    The user mentions bo, one of their own subjects: a red ceramic mug."

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
+from tests.conftest import HANG_SECONDS
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -16,7 +17,7 @@ def test_wheel_maps_the_top_level_folders_into_the_package(tmp_path: Path) -> No
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet",
          "--wheel-dir", str(tmp_path), str(REPO)],
         check=True,
-        timeout=300,
+        timeout=HANG_SECONDS,
         cwd=tmp_path,
     )
     (wheel,) = tmp_path.glob("yollava_agent-*.whl")

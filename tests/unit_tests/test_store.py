@@ -37,7 +37,7 @@ from yollava_agent.memory import (
 )
 from yollava_agent.memory.store import DEFAULT_THRESHOLD, _record_id, _user_folder
 
-from tests.conftest import make_photo
+from tests.conftest import HANG_SECONDS, make_photo
 from yollava_agent.errors import ImageInputError, InvalidConceptNameError, UnknownConceptError
 from yollava_agent.training.negatives import ClipConfig
 
@@ -247,7 +247,7 @@ def test_a_new_store_on_the_same_folder_sees_everything(tmp_path: Path) -> None:
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=HANG_SECONDS,
         check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]

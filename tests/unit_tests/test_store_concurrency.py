@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from yollava_agent.memory import ConceptStore, StoreError
 
-from tests.conftest import make_photo
+from tests.conftest import HANG_SECONDS, make_photo
 from yollava_agent.errors import UnknownConceptError
 from yollava_agent.training.negatives import ClipConfig
 
@@ -43,7 +43,7 @@ def _in_subprocess(code: str, *args: str) -> subprocess.CompletedProcess[str]:
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=HANG_SECONDS,
         check=False,
     )
 
@@ -115,7 +115,7 @@ def test_teach_and_forget_while_the_page_timer_polls(tmp_path: Path) -> None:
     finally:
         stop.set()
         for poller in pollers:
-            poller.join(timeout=120)
+            poller.join(timeout=HANG_SECONDS)
     assert failures == []
     assert min(polls) > 0
 

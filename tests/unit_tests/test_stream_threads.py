@@ -14,9 +14,9 @@ import threading
 import time
 
 from yollava_agent import ChatYoLLaVA
+from tests.conftest import HANG_SECONDS
 
-HANG = 120.0
-"""Seconds after which a test calls a wait a hang; tiny-model answers take well under one."""
+HANG = HANG_SECONDS
 
 
 def _in_a_new_thread(step, *args):

@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.conftest import make_photo
+from tests.conftest import HANG_SECONDS, make_photo
 from tests.unit_tests.test_training import FAST
 from yollava_agent import Concept, ImageInputError, InvalidConceptNameError
 from yollava_agent.training.teach import teach
@@ -133,7 +133,7 @@ def _kill_mid_epoch(photos: list[Path], out: Path, tmp_path: Path) -> None:
         assert time.monotonic() < deadline, "the teaching process never reached epoch 2"
         time.sleep(0.1)
     os.kill(process.pid, signal.SIGKILL)
-    assert process.wait(timeout=60) == -signal.SIGKILL
+    assert process.wait(timeout=HANG_SECONDS) == -signal.SIGKILL
 
 
 def test_a_killed_run_leaves_no_concept_and_a_retry_succeeds(runtime, tmp_path: Path) -> None:

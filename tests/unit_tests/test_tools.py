@@ -8,8 +8,6 @@ cancelled.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +20,7 @@ from langchain_core.messages import AIMessage, ToolMessage
 from langchain_core.tools import BaseTool
 from pydantic import ValidationError
 
-from tests.conftest import make_photo
+from tests.conftest import HANG_SECONDS, make_photo, run_python
 from tests.unit_tests.test_training import FAST
 from yollava_agent.memory import ConceptStore, StoreUnavailableError
 from yollava_agent.tools import (
@@ -36,7 +34,7 @@ from yollava_agent.tools.queue import INTERRUPTED
 from yollava_agent.training.negatives import ClipConfig
 
 ROOT = Path(__file__).resolve().parents[2]
-JOB_TIMEOUT = 60.0
+JOB_TIMEOUT = HANG_SECONDS
 
 
 @pytest.fixture
@@ -493,14 +491,7 @@ def test_a_job_a_crash_interrupted_fails_and_can_be_taught_again(store, photos) 
 
 
 def test_the_agent_example_runs_offline_and_shows_each_step() -> None:
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "agent_with_memory.py")],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
+    result = run_python("examples/agent_with_memory.py")
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
     expected = [

@@ -30,8 +30,8 @@ from typing import Any, Iterator
 import torch
 from PIL import Image, ImageOps
 
-from yollava_agent.concept import Concept, concept_tokens, validate_concept_name
-from yollava_agent.errors import InvalidConceptNameError, YoLLaVAError
+from yollava_agent.concept import Concept, validate_concept_name
+from yollava_agent.errors import YoLLaVAError
 from yollava_agent.prompts import concept_prompt, insert_prompt_text
 from yollava_agent.runtime import LlavaRuntime
 from yollava_agent.templates import answer_token_ids, prompt_and_answer
@@ -43,6 +43,7 @@ from yollava_agent.training.data import (
     recognition_samples,
     text_samples,
 )
+from yollava_agent.training.eta import RemainingTime
 from yollava_agent.training.fast import FastPath, stack_views, unsupported_reason
 
 logger = logging.getLogger(__name__)
@@ -106,15 +107,7 @@ class TrainingReport:
 
 def check_new_concept_name(runtime: LlavaRuntime, name: str, num_latent_tokens: int) -> None:
     """Refuse names that are unsafe or whose tokens the base vocabulary already has."""
-    validate_concept_name(name)
-    vocab = runtime.base_vocabulary
-    taken = [t for t in concept_tokens(name, num_latent_tokens) if t in vocab]
-    if taken:
-        msg = (
-            f"Concept name {name!r} would need token {taken[0]!r}, which is already in the "
-            f"vocabulary of {runtime.model_id!r}; choose another name."
-        )
-        raise InvalidConceptNameError(msg)
+    validate_concept_name(name, runtime.base_vocabulary, num_latent_tokens)
 
 
 def initial_concept(runtime: LlavaRuntime, name: str, num_latent_tokens: int, seed: int) -> Concept:
@@ -419,6 +412,7 @@ def _train_rows(
     optimizer = torch.optim.AdamW(rows.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     step_function = _step_function(runtime, rows, encoder, encoded, config)
     steps = (len(encoded) + config.batch_size - 1) // config.batch_size
+    remaining = RemainingTime(config.epochs * steps)
     best: tuple[torch.Tensor, torch.Tensor] | None = None
     best_accuracy = -1.0
     with rows.spliced(runtime):
@@ -451,7 +445,7 @@ def _train_rows(
                             loss=loss_sum / step,
                             accuracy=correct / judged if judged else None,
                             elapsed_seconds=elapsed,
-                            eta_seconds=elapsed / done * (config.epochs * steps - done),
+                            eta_seconds=remaining.after(done),
                         )
                     )
             accuracy = correct / judged if judged else None
