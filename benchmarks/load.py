@@ -12,9 +12,12 @@ nothing) and a photo turn (one of its concept's photos attached, which must be r
 Printed per N, as a markdown table: turns, wall time, turns per second, turn latency p50 / p95
 (submission to the last streamed update) and its ratio to the first row (N = 1), the first
 streamed update p50, and the shared model's lock per turn: how long the turn held it (p50, text
-and photo turns apart; the turn's serialised part) and, of that, how long the concept memory took
-(naming, CLIP recognition and the store's reads, which run inside the lock), and how long the turn
-waited for it; and the concepts whose training finished during the run. Then the checks, which
+and photo turns apart; the turn's serialised part), the CPU time its thread used meanwhile (below
+the hold: it waited for a core or for Python's GIL), and how long the concept memory took
+(naming, CLIP recognition and the store's reads, which run inside the lock), how long the turn
+waited for it, and the rest of the turn (the handler's own work outside the lock: the upload's copy,
+the conversation's reads and writes); and the concepts whose training finished during the run
+(`--no-train` cancels each job once taught, to see the chat alone). Then the checks, which
 fail the run: every user's stored conversation is exactly what their handlers showed them, turn
 after turn (nothing lost or reordered); no conversation holds another user's words; every turn's
 active concepts were the user's own concept and nothing else.
@@ -66,6 +69,8 @@ class TimedLock:
         self.inner = inner
         self.local = threading.local()
         self.holds: dict[str, list[float]] = {}
+        self.cpu: dict[str, list[float]] = {}
+        """CPU time of the holding thread during each hold: below the hold, it waited to run."""
         self.waits: dict[str, list[float]] = {}
 
     def __enter__(self) -> TimedLock:
@@ -73,7 +78,7 @@ class TimedLock:
         asked = time.perf_counter()
         self.inner.acquire()
         if depth == 0:
-            self.local.start = time.perf_counter()
+            self.local.start, self.local.cpu = time.perf_counter(), time.thread_time()
             self.local.waited = self.local.start - asked
         self.local.depth = depth + 1
         return self
@@ -83,6 +88,7 @@ class TimedLock:
         if self.local.depth == 0:
             turn = getattr(self.local, "turn", "")
             self.holds.setdefault(turn, []).append(time.perf_counter() - self.local.start)
+            self.cpu.setdefault(turn, []).append(time.thread_time() - self.local.cpu)
             self.waits.setdefault(turn, []).append(self.local.waited)
         self.inner.release()
 
@@ -129,11 +135,17 @@ class Row:
     wall: float
     holds: dict[str, float]
     """Per turn tag: how long the turn held the model's lock."""
+    cpu: dict[str, float]
+    """Per turn tag: the CPU time its generating thread used while holding the lock."""
     memory: dict[str, float]
     """Per turn tag: how long the concept memory took (inside the lock)."""
     waits: dict[str, float]
     trained: int
     checks: list[str]
+
+    def outside(self, turn: Turn) -> float:
+        """The turn's time neither waiting for nor holding the lock."""
+        return turn.latency - self.waits[turn.tag] - self.holds[turn.tag]
 
     def median(self, of: dict[str, float], photo: bool) -> float:
         return statistics.median(of[t.tag] for t in self.turns if t.photo == photo and t.tag in of)
@@ -186,6 +198,8 @@ def run_in(folder: Path, n: int, args: argparse.Namespace) -> Row:
         reply = run_command(ctx, user, f"/teach {own} a thing of {user}", photos[i])
         if not reply.startswith(f"Taught {own!r}"):
             problems.append(f"{user} could not teach: {reply}")
+        if args.no_train:
+            ctx.queue.cancel(user, own)
         ready.wait()
         chat: list[dict[str, Any]] = []
         for k in range(args.turns):
@@ -218,6 +232,7 @@ def run_in(folder: Path, n: int, args: argparse.Namespace) -> Row:
         turns=turns,
         wall=wall,
         holds={tag: sum(held) for tag, held in lock.holds.items()},
+        cpu={tag: sum(used) for tag, used in lock.cpu.items()},
         memory=dict(LOG.seconds),
         waits={tag: sum(waited) for tag, waited in lock.waits.items()},
         trained=trained,
@@ -255,8 +270,9 @@ def percentile(values: list[float], q: float) -> float:
 
 COLUMNS = (
     "users", "turns", "wall s", "turns/s", "p50 ms", "p95 ms", "p50 vs first row",
-    "first update p50 ms", "lock held p50 ms, text / photo", "of which memory, text / photo",
-    "lock wait p50 ms", "trained", "checks",
+    "first update p50 ms", "lock held p50 ms, text / photo", "its CPU time, text / photo",
+    "of which memory, text / photo",
+    "lock wait p50 ms", "outside the lock p50 ms", "trained", "checks",
 )
 
 
@@ -280,8 +296,10 @@ def table(rows: list[Row]) -> str:
             f"{p50 / base:.1f}x",
             ms(statistics.median(t.first_update for t in row.turns)),
             " / ".join(ms(row.median(row.holds, photo)) for photo in (False, True)),
+            " / ".join(ms(row.median(row.cpu, photo)) for photo in (False, True)),
             " / ".join(ms(row.median(row.memory, photo)) for photo in (False, True)),
             ms(statistics.median(row.waits[t.tag] for t in row.turns)),
+            ms(statistics.median(row.outside(t) for t in row.turns)),
             f"{row.trained}/{row.users}",
             f"{len(row.checks)} FAILED" if row.checks else "ok",
         ]
@@ -299,6 +317,9 @@ def main() -> None:
     )
     parser.add_argument("--max-tokens", type=int, default=16, help="longest answer")
     parser.add_argument("--epochs", type=int, default=5, help="training epochs per concept")
+    parser.add_argument(
+        "--no-train", action="store_true", help="cancel each concept's training once taught"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     app_module.StoreConceptSource = RecordingSource  # type: ignore[misc]
@@ -312,7 +333,8 @@ def main() -> None:
     print(table(rows))
     print(
         f"\n{args.turns} turns per user, answers of at most {args.max_tokens} tokens on "
-        f"{args.model}, CLIP {args.clip}; {machine(load)}"
+        f"{args.model}, CLIP {args.clip}, {'no training' if args.no_train else 'training'}; "
+        f"{machine(load)}"
     )
     if any(row.checks for row in rows):
         raise SystemExit("Some checks failed (listed above).")

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from tests.conftest import HOST, ChromaServer, Gate, make_photo
+from tests.conftest import HANG_SECONDS, HOST, ChromaServer, Gate, make_photo
 from tests.ui.conftest import make_context
 from yollava_agent.images import load_image
 from yollava_agent.memory import ConceptStore, StoreConceptSource
@@ -33,7 +33,7 @@ from yollava_agent.ui.cli import main as cli_main
 from yollava_agent.ui.launch import make_context as app_context
 
 REPO = Path(__file__).resolve().parents[2]
-JOB_TIMEOUT = 120.0
+JOB_TIMEOUT = HANG_SECONDS
 T = TypeVar("T")
 
 # Replica C: another process on the same server and data folder, training bob's rex for far
@@ -182,6 +182,22 @@ def test_only_the_jobs_of_a_replica_that_stopped_are_failed(
     for user, name in (("alice", "bo"), ("bob", "rex")):
         assert a.queue.job(user, name).finished.wait(JOB_TIMEOUT)
         assert a.store.get_concept(user, name).status == "ready"
+
+
+def test_forgetting_on_one_replica_stops_the_job_another_runs(
+    replicas: Replicas, gate: Gate, tmp_path: Path
+) -> None:
+    a, b = replicas.start(heartbeat_seconds=0.5, stale_seconds=2.0), replicas.start()
+    run_command(a, "alice", "/teach bo", photo_files(tmp_path / "bo"))
+    assert gate.started.wait(JOB_TIMEOUT)
+    job = a.queue.job("alice", "bo")
+
+    # B asks A's job to stop through its record; A stops it on its next beat, then B forgets.
+    forgot = run_command(b, "alice", "/forget bo", [])
+    assert forgot.startswith("Forgot 'bo'") and "Its training was stopped." in forgot
+    assert job.finished.is_set() and job.state == "cancelled"
+    assert a.store.list_concepts("alice") == [] and b.store.jobs.get("alice", "bo") is None
+    assert not a.store.concept_dir("alice", "bo").exists()
 
 
 def test_the_command_line_opens_the_store_on_a_chroma_server(

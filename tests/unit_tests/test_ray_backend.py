@@ -24,6 +24,7 @@ os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 import pytest  # noqa: E402
 import ray  # noqa: E402
 
+from tests.conftest import HANG_SECONDS  # noqa: E402
 from tests.ui.conftest import QUICK  # noqa: E402
 from tests.ui.test_replicas import photo_files, wait_for  # noqa: E402
 from yollava_agent.concept import Concept  # noqa: E402
@@ -39,7 +40,7 @@ ENDLESS = TrainingConfig(
 )
 SECONDS_LONG = dataclasses.replace(ENDLESS, epochs=40)
 """Long enough (~0.1 s an epoch here) for two jobs to be seen training together; QUICK is not."""
-JOB_TIMEOUT = 180.0
+JOB_TIMEOUT = HANG_SECONDS
 
 
 @pytest.fixture(scope="module")
