@@ -331,8 +331,8 @@ class TrainingQueue:
                 self.store.jobs.beat(self.owner)
                 self._take_cancel_requests()
                 self.fail_interrupted()
-            except StoreError as e:
-                logger.warning("Training heartbeat failed (%s); trying again", e)
+            except Exception as e:  # noqa: BLE001 - a failed beat must not stop the next ones
+                logger.warning("Training heartbeat failed (%r); trying again", e)
 
     def _take_cancel_requests(self) -> None:
         with self._lock:
