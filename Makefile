@@ -1,5 +1,6 @@
 # Two entry points for a fresh machine: `make run` (the chat app) and `make test` (the tests).
-# Each creates its own virtual environment in .venv and installs the project into it first.
+# Each creates its own virtual environment in .venv and installs the project into it first, with
+# the test tools and the optional Ray extra (the Ray backend's tests start a local cluster).
 PYTHON ?= python3
 VENV ?= .venv
 CHROMIUM ?= /usr/bin/chromium
@@ -8,7 +9,7 @@ CHROMIUM ?= /usr/bin/chromium
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet -e '.[test]'
+	$(VENV)/bin/pip install --quiet -e '.[test,ray]'
 	touch $@
 
 install: $(VENV)/.installed

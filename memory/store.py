@@ -3,7 +3,8 @@
 Three collections, every record tagged with its `user_id` and every read and write filtered by it:
 `concepts` (name, status taught / training / ready / failed, description, artifact path, the
 recognition threshold, timestamps; its vector is the mean of the concept's photo embeddings),
-`concept_photos` (one CLIP image embedding per photo) and `facts` (remembered sentences). Photos
+`concept_photos` (one CLIP image embedding per photo) and `facts` (remembered sentences); plus the
+teach jobs of every process on the store (`jobs`, a `JobBoard`: `jobs.py`). Photos
 are copied into the data folder by content hash, one folder per user and concept, and the trained
 artifact lives beside them, so forgetting a concept removes one folder and its records.
 
@@ -51,6 +52,7 @@ from PIL import Image
 
 from yollava_agent.concept import validate_concept_name
 from yollava_agent.errors import UnknownConceptError, YoLLaVAError
+from yollava_agent.memory.jobs import JobBoard
 from yollava_agent.memory.sealing import ConceptKey, SealedTextError
 from yollava_agent.images import ImageInput, load_image
 from yollava_agent.paths import data_home
@@ -251,6 +253,8 @@ class ConceptStore:
         self.photos = collection("yollava_concept_photos")
         self.facts = collection("yollava_facts")
         self.negatives = collection("yollava_negative_pool")
+        self.jobs = JobBoard(collection("yollava_jobs"), collection("yollava_job_owners"), self._call)
+        """Teach jobs and their owners' heartbeats, shared by every process on this store."""
         self._finish_interrupted_forgets()
 
     def _connect(self, host: str | None, port: int) -> ClientAPI:
@@ -579,6 +583,7 @@ class ConceptStore:
         self._call(lambda: self.photos.delete(where={"$and": [{"user_id": user_id}, {"concept": name}]}))
         self._call(lambda: self.facts.delete(where={"$and": [{"user_id": user_id}, {"concept": name}]}))
         self._call(lambda: self.concepts.delete(ids=[_record_id(user_id, name)]))
+        self.jobs.delete(user_id, name)
 
     # ---- facts
 

@@ -466,8 +466,9 @@ class ForgetConceptTool(_QueueTool):
             # queued one is not (it may wait behind another user's job): once cancelled it stops
             # before its first training step, and writes nothing into the concept's folder.
             queued = job.state == "queued"
-            self.queue.cancel(self.user_id, name, timeout=0.0 if queued else self.cancel_timeout)
-            if not queued and not job.finished.is_set():
+            timeout = 0.0 if queued else self.cancel_timeout
+            stopped = self.queue.cancel(self.user_id, name, timeout=timeout)
+            if not queued and not (stopped or job.finished.is_set()):
                 msg = (
                     f"Training of {name!r} did not stop within {self.cancel_timeout:.0f} s, so "
                     f"{name!r} was not forgotten. Try forget_concept again in a minute."

@@ -290,21 +290,19 @@ def _answer(
 
 
 def training_progress(ctx: AppContext, user_id: str) -> str:
-    """Markdown with a progress bar per running job of this user."""
+    """Markdown with a progress bar per queued or running job of this user, on any replica of
+    the store (the jobs' progress is read from the store)."""
     lines = []
-    for record in ctx.store.list_concepts(user_id):
-        job = ctx.queue.job(user_id, record.name)
-        if job is None or job.state not in ("queued", "running"):
-            continue
+    for job in ctx.queue.active_jobs(user_id):
         event = job.progress
         if event is None:
-            lines.append(f"**{record.name}**: waiting to train")
+            lines.append(f"**{job.name}**: waiting to train")
             continue
         done = (event.epoch - 1) * event.steps_per_epoch + event.step
         total = event.epochs * event.steps_per_epoch
         accuracy = "-" if event.accuracy is None else f"{event.accuracy:.2f}"
         lines.append(
-            f"**{record.name}** <progress value='{done}' max='{total}'></progress> "
+            f"**{job.name}** <progress value='{done}' max='{total}'></progress> "
             f"epoch {event.epoch}/{event.epochs} · loss {event.loss:.3f} · accuracy {accuracy} · "
             f"about {event.eta_seconds:.0f} s left"
         )

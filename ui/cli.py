@@ -16,6 +16,7 @@ from pathlib import Path
 from yollava_agent.cli import build_parser
 from yollava_agent.cli import main as core_main
 from yollava_agent.ui.commands import (
+    add_chroma_arguments,
     add_clip_arguments,
     add_store_arguments,
     chat_command,
@@ -33,6 +34,17 @@ def add_ui_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", help="cpu, cuda or cuda:N")
     parser.add_argument("--dtype", help="bf16, fp16 or fp32")
     parser.add_argument("--data", help="data folder (default: $YOLLAVA_HOME or ~/.local/share/yollava)")
+    add_chroma_arguments(parser)
+    parser.add_argument(
+        "--ray-address",
+        help="train on a Ray cluster: 'auto' (one started here with `ray start --head`) or "
+        "HOST:PORT of its head (needs the ray extra; default: a thread of this process)",
+    )
+    parser.add_argument(
+        "--ray-workers", type=int,
+        help="training actors of this replica (default: as many as the cluster holds; with "
+        "several replicas on one cluster, give each its share)",
+    )
     parser.add_argument(
         "--auth", action="append", default=[], metavar="USER:PASSWORD",
         help="require sign-in; each user sees only their own concepts (repeatable)",

@@ -8,7 +8,8 @@ the same `ConceptStore` the app uses (`$YOLLAVA_HOME`, or `--data`), as the same
 model or CLIP loads, so a refusal takes a moment, not the model's loading time.
 
 Chosen not to do: several processes on one embedded store at once. Chroma's embedded database is
-for one process; run these while the app is stopped, or point both at a Chroma server.
+for one process; run these while the app is stopped, or point both at a Chroma server
+(`--chroma-host`, with the same `--data` folder).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
@@ -42,9 +44,27 @@ POLL_SECONDS = 0.2
 
 
 def add_store_arguments(parser: argparse.ArgumentParser) -> None:
-    """`--data` and `--user`: which store and whose concepts."""
+    """`--data`, `--chroma-host/--chroma-port` and `--user`: which store and whose concepts."""
     parser.add_argument("--data", type=Path, help="data folder (default: $YOLLAVA_HOME or ~/.local/share/yollava)")
+    add_chroma_arguments(parser)
     parser.add_argument("--user", default=LOCAL_USER, help="whose concepts (default 'local', the app's user without --auth)")
+
+
+def add_chroma_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--chroma-host` and `--chroma-port`: a Chroma server instead of the embedded store."""
+    parser.add_argument(
+        "--chroma-host",
+        help="a Chroma server (`chroma run`) for the records instead of the embedded store; every "
+        "process on it must share the same --data folder",
+    )
+    parser.add_argument(
+        "--chroma-port", type=int, default=8000, help="the Chroma server's port (default 8000)"
+    )
+
+
+def open_store(args: argparse.Namespace, home: Path, **options: Any) -> ConceptStore:
+    """The store of the command line: embedded in `home`, or on `--chroma-host`."""
+    return ConceptStore(home, host=args.chroma_host, port=args.chroma_port, **options)
 
 
 def add_clip_arguments(parser: argparse.ArgumentParser) -> None:
@@ -116,7 +136,8 @@ def teach_command(args: argparse.Namespace) -> int:
     )
     runtime = load_llava(args.model, args.device, args.dtype)
     validate_concept_name(args.name, runtime.base_vocabulary, config.num_latent_tokens, runtime.model_id)
-    store = ConceptStore(
+    store = open_store(
+        args,
         _home(args),
         clip=clip_config(args),
         pool_folders=_pool_folders(args.negatives),
@@ -157,7 +178,7 @@ def teach_command(args: argparse.Namespace) -> int:
 
 def concepts_command(args: argparse.Namespace) -> int:
     """List the user's concepts, as the app's gallery shows them."""
-    store = ConceptStore(_home(args), clip=clip_config(args))
+    store = open_store(args, _home(args), clip=clip_config(args))
     records = store.list_concepts(args.user)
     if not records:
         _write(
@@ -186,7 +207,7 @@ def concepts_command(args: argparse.Namespace) -> int:
 
 def forget_command(args: argparse.Namespace) -> int:
     """Forget a concept: its photos, facts, description and trained tokens."""
-    store = ConceptStore(_home(args), clip=clip_config(args))
+    store = open_store(args, _home(args), clip=clip_config(args))
     record = store.get_concept(args.user, args.name)
     store.forget(args.user, args.name)
     _write(f"Forgot {record.name!r}: its {record.photo_count} photos, facts and trained tokens are deleted.\n")
@@ -200,7 +221,7 @@ def chat_command(args: argparse.Namespace) -> int:
     clip, notice = clip_or_random(args.clip_model, pretrained)
     if notice:
         _write(notice + "\n")
-    store = ConceptStore(_home(args), clip=clip)
+    store = open_store(args, _home(args), clip=clip)
     chat = chat.model_copy(update={"concept_source": StoreConceptSource(store, args.user)})
     run_chat(chat, input, _write)
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,12 +20,22 @@ QUICK = TrainingConfig(
 )
 
 
-def make_context(home: Path, config: TrainingConfig = QUICK, notice: str = "") -> AppContext:
-    store = ConceptStore(home, clip=ClipConfig(model_name="tiny"))
+def make_context(
+    home: Path,
+    config: TrainingConfig = QUICK,
+    notice: str = "",
+    *,
+    chroma_port: int | None = None,
+    **queue_options: Any,
+) -> AppContext:
+    """An app context on `home`: its embedded store, or the Chroma server on 127.0.0.1 at
+    `chroma_port` (a replica); `queue_options` go to its `TrainingQueue`."""
+    host = None if chroma_port is None else "127.0.0.1"
+    store = ConceptStore(home, host=host, port=chroma_port or 8000, clip=ClipConfig(model_name="tiny"))
     return AppContext(
         chat_model=ChatYoLLaVA(model="tiny", device="cpu", dtype="fp32", max_new_tokens=6),
         store=store,
-        queue=TrainingQueue(store, "tiny", "cpu", "fp32", config=config),
+        queue=TrainingQueue(store, "tiny", "cpu", "fp32", config=config, **queue_options),
         history_url=f"sqlite:///{home / 'chats.sqlite'}",
         uploads=home / "uploads",
         notice=notice,

@@ -85,13 +85,16 @@ def test_teach_trains_in_the_background_and_fills_the_gallery(ctx, tmp_path: Pat
 
 
 def test_progress_shows_epoch_loss_and_time_left(ctx, tmp_path: Path) -> None:
+    from yollava_agent.memory.jobs import JobRecord
     from yollava_agent.training.trainer import TrainingEvent
 
     run_command(ctx, "local", "/teach bo", _photos(tmp_path / "photos"))
     job = ctx.queue.job("local", "bo")
     job.finished.wait(120)
-    job.state = "running"  # a job caught mid-epoch, as the timer sees it
-    job.progress = TrainingEvent(2, 3, 5, 10, 0.4321, 0.75, 3.0, 12.0)
+    # A job caught mid-epoch by another replica on the same store, as the timer sees it there.
+    record = ctx.store.get_concept("local", "bo")
+    progress = TrainingEvent(2, 3, 5, 10, 0.4321, 0.75, 3.0, 12.0)
+    ctx.store.jobs.put(JobRecord("local", "bo", "job-b", record.uid, "running", "replica-b", progress=progress))
     text = training_progress(ctx, "local")
     assert "<progress value='15' max='30'></progress>" in text
     assert "epoch 2/3 · loss 0.432 · accuracy 0.75 · about 12 s left" in text

@@ -50,3 +50,28 @@ def test_core_imports_none_of_memory_tools_or_ui() -> None:
                 continue
             for module in modules:
                 assert not module.startswith(forbidden), f"{path.name} imports {module}"
+
+
+def _module_level_imports(path: Path) -> list[str]:
+    modules = []
+    for node in ast.parse(path.read_text()).body:  # the module's own statements, not functions'
+        if isinstance(node, ast.Import):
+            modules.extend(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            modules.append(node.module or "")
+    return modules
+
+
+def test_ray_stays_optional() -> None:
+    """Only tools/ray_backend.py imports ray, and nothing imports it when the module loads (the
+    command line imports it for --ray-address only): without the `ray` extra all else works."""
+    folders = ("yollava_agent", "memory", "tools", "ui")
+    shipped = [path for folder in folders for path in (REPO / folder).rglob("*.py")]
+    assert REPO / "tools" / "ray_backend.py" in shipped
+    for path in shipped:
+        modules = _module_level_imports(path)
+        if path.name != "ray_backend.py":
+            assert not [m for m in modules if m == "ray" or m.startswith("ray.")], path
+        assert not [m for m in modules if m.endswith("ray_backend")], path
+    extras = (REPO / "pyproject.toml").read_text()
+    assert 'ray = [\n    "ray>=' in extras and "'.[test,ray]'" in (REPO / "Makefile").read_text()

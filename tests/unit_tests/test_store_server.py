@@ -1,120 +1,24 @@
 """`ConceptStore` on a real Chroma server: `chroma run` from the venv, on 127.0.0.1 only.
 
-Each test starts its own server (under a second to be ready here) on a free port with its data in
-a temporary folder, and the fixture always terminates it. The store's photos stay in the store's
-own data folder; the records live on the server.
+Each test starts its own server (the `chroma_server` fixture of `tests/conftest.py`, under a second
+to be ready here) on a free port with its data in a temporary folder, and the fixture always
+terminates it. The store's photos stay in the store's own data folder; the records live on the
+server.
 """
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 
-import httpx
 import pytest
 from yollava_agent.memory import ConceptStore, StoreUnavailableError
 
-from tests.conftest import make_photo
+from tests.conftest import HOST, ChromaServer, free_port, make_photo
 from yollava_agent.training.negatives import ClipConfig
 
-HOST = "127.0.0.1"
-READY_TIMEOUT_S = 60.0
 TINY = ClipConfig(model_name="tiny")
 REDS = [(200 + 5 * i, 30 + 3 * i, 30) for i in range(3)]
-CHROMA = Path(sys.executable).parent / "chroma"
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((HOST, 0))
-        return int(probe.getsockname()[1])
-
-
-@dataclass
-class ChromaServer:
-    path: Path
-    port: int
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGCONT)  # in case a test paused it
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=15)
-
-
-@pytest.fixture
-def chroma_server(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Callable[..., ChromaServer]]:
-    """Start `chroma run` servers; every one of them is terminated when the test ends."""
-    # Loopback traffic must never go through a proxy (httpx honours these variables).
-    for variable in (
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "ALL_PROXY",
-        "http_proxy",
-        "https_proxy",
-        "all_proxy",
-    ):
-        monkeypatch.delenv(variable, raising=False)
-    monkeypatch.setenv("NO_PROXY", f"{HOST},localhost")
-    if not CHROMA.is_file():
-        pytest.fail(f"The chroma CLI is missing at {CHROMA}: chromadb's install is incomplete.")
-    started: list[ChromaServer] = []
-
-    def start(path: Path | None = None, port: int | None = None) -> ChromaServer:
-        path = path or tmp_path / "server-db"
-        port = port or _free_port()
-        log = tmp_path / f"chroma-{port}-{len(started)}.log"
-        with log.open("wb") as sink:
-            process = subprocess.Popen(
-                [str(CHROMA), "run", "--path", str(path), "--host", HOST, "--port", str(port)],
-                stdout=sink,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=os.environ.copy(),  # HOME is the tests' temporary one
-            )
-        server = ChromaServer(path, port, process, log)
-        started.append(server)
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while True:
-            if process.poll() is not None:
-                pytest.fail(
-                    f"`chroma run` exited with {process.returncode}:\n{log.read_text(errors='replace')[-3000:]}"
-                )
-            try:
-                if (
-                    httpx.get(f"http://{HOST}:{port}/api/v2/heartbeat", timeout=2).status_code
-                    == 200
-                ):
-                    return server
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    f"`chroma run` on {HOST}:{port} was not ready after {READY_TIMEOUT_S:.0f} s:\n"
-                    f"{log.read_text(errors='replace')[-3000:]}"
-                )
-            time.sleep(0.1)
-
-    try:
-        yield start
-    finally:
-        for server in started:
-            server.stop()
 
 
 def _photos(folder: Path) -> list[Path]:
@@ -158,7 +62,7 @@ def test_no_server_at_that_port_is_a_clear_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("NO_PROXY", f"{HOST},localhost")
-    port = _free_port()  # bound and released: nothing listens there
+    port = free_port()  # bound and released: nothing listens there
     with pytest.raises(StoreUnavailableError) as raised:
         ConceptStore(home=tmp_path / "home", host=HOST, port=port, clip=TINY)
     message = str(raised.value)

@@ -1,13 +1,13 @@
 """The concept tools end to end on the tiny models: teach, recognise, train, remember, forget.
 
 Training runs in a real `TrainingQueue` on the tiny LLaVA with the FAST recipe. Tests that need a
-job to stay running hold it in a gate: `teach` (as the queue calls it) is wrapped so that the
-first training event waits until the test opens the gate or the job is cancelled.
+job to stay running hold it in a gate (`tests/conftest.py`): `teach` (as the queue calls it) is
+wrapped so that the first training event waits until the test opens the gate or the job is
+cancelled.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +20,6 @@ from langchain_core.messages import AIMessage, ToolMessage
 from langchain_core.tools import BaseTool
 from pydantic import ValidationError
 
-import yollava_agent.tools.queue as queue_module
 from tests.conftest import HANG_SECONDS, make_photo, run_python
 from tests.unit_tests.test_training import FAST
 from yollava_agent.memory import ConceptStore, StoreUnavailableError
@@ -67,40 +66,6 @@ def photos(tmp_path: Path) -> dict[str, list[str]]:
             make_photo(color).save(path)
             found.setdefault(name, []).append(str(path))
     return found
-
-
-class Gate:
-    """Holds every training job at its first step until `open()` or the job's cancellation."""
-
-    def __init__(self) -> None:
-        self.started = threading.Event()
-        self.opened = threading.Event()
-
-    def open(self) -> None:
-        self.opened.set()
-
-
-@pytest.fixture
-def gate(monkeypatch: pytest.MonkeyPatch) -> Iterator[Gate]:
-    held = Gate()
-    real_teach = queue_module.teach
-
-    def gated_teach(*args: Any) -> Path:
-        # The queue calls teach(runtime, name, photos, out_dir, pool, config, description,
-        # on_event, cancel): wrap on_event.
-        *head, on_event, cancel = args
-
-        def event(progress: Any) -> None:
-            on_event(progress)
-            held.started.set()
-            while not held.opened.is_set() and not cancel.is_set():
-                held.opened.wait(0.01)
-
-        return real_teach(*head, event, cancel)
-
-    monkeypatch.setattr(queue_module, "teach", gated_teach)
-    yield held
-    held.open()
 
 
 def tools_of(store: ConceptStore, queue: TrainingQueue, user_id: str) -> dict[str, BaseTool]:
