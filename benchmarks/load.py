@@ -14,9 +14,9 @@ Printed per N, as a markdown table: turns, wall time, turns per second, turn lat
 streamed update p50, and the shared model's lock per turn: how long the turn held it (p50, text
 and photo turns apart; the turn's serialised part), the CPU time its thread used meanwhile (below
 the hold: it waited for a core or for Python's GIL), and how long the concept memory took
-(naming, CLIP recognition and the store's reads, which run inside the lock), how long the turn
-waited for it, and the rest of the turn (the handler's own work outside the lock: the upload's copy,
-the conversation's reads and writes); and the concepts whose training finished during the run
+(naming, CLIP recognition and the store's reads, which run before the lock is taken), how long the
+turn waited for the lock, and the rest of the turn (its work outside the lock: the concept memory,
+the upload's copy, the conversation's reads and writes); and the concepts whose training finished during the run
 (`--no-train` cancels each job once taught, to see the chat alone). Then the checks, which
 fail the run: every user's stored conversation is exactly what their handlers showed them, turn
 after turn (nothing lost or reordered); no conversation holds another user's words; every turn's
@@ -115,7 +115,7 @@ class RecordingSource(StoreConceptSource):
         LOG.active[tag] = [c.name for c in found]
         LOG.seconds[tag] = time.perf_counter() - start
         if LOG.lock is not None:
-            LOG.lock.local.turn = tag  # this runs inside the lock, on the generating thread
+            LOG.lock.local.turn = tag  # on the generating thread, which takes the lock next
         return found
 
 
@@ -138,7 +138,7 @@ class Row:
     cpu: dict[str, float]
     """Per turn tag: the CPU time its generating thread used while holding the lock."""
     memory: dict[str, float]
-    """Per turn tag: how long the concept memory took (inside the lock)."""
+    """Per turn tag: how long the concept memory took (before the lock)."""
     waits: dict[str, float]
     trained: int
     checks: list[str]
@@ -271,7 +271,7 @@ def percentile(values: list[float], q: float) -> float:
 COLUMNS = (
     "users", "turns", "wall s", "turns/s", "p50 ms", "p95 ms", "p50 vs first row",
     "first update p50 ms", "lock held p50 ms, text / photo", "its CPU time, text / photo",
-    "of which memory, text / photo",
+    "concept memory, text / photo",
     "lock wait p50 ms", "outside the lock p50 ms", "trained", "checks",
 )
 
