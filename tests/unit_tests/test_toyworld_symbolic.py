@@ -139,3 +139,41 @@ def test_a_short_run_logs_held_out_accuracy_resumes_and_exports(tmp_path: Path, 
     )
     assert again == report["held_out"]["accuracy"]
     assert json.loads((folder / "training.json").read_text())["step"] == 9
+
+
+def test_yollava_on_a_symbolic_base_trains_only_the_concept_rows(tmp_path: Path) -> None:
+    from yollava_agent.toyworld import symbolic_yollava as sy
+    from yollava_agent.training.config import TrainingConfig
+
+    out = tmp_path / "run"
+    symbolic.pretrain(out, _tiny_config(3))
+    symbolic.export(out, tmp_path / "model", per_task=2)
+    model, tokenizer = symbolic.load_symbolic(tmp_path / "model")
+    names = ("bo", "kip")
+    base = sy.ConceptBase(model, tokenizer, names)
+    before = {k: v.clone() for k, v in base.model.state_dict().items()}
+    photos = sy.subject_photos(names, seed=0)
+    pool = sy.training_pool(photos, seed=0)
+    config = TrainingConfig(
+        epochs=2, batch_size=16, warmup_epochs=1, num_hard_negatives=6, num_easy_negatives=6
+    )
+    negatives = sy.mine(base, photos["bo"].train, pool, config, hard=True)
+    # Mining finds bo's same-word look-alikes (one unnamed attribute off) far more often than
+    # drawing at random does.
+    def alikes(scenes: list) -> int:
+        bo = photos["bo"].look
+        return sum(any(o.look.words == bo.words and o.look != bo for o in s.objects) for s in scenes)
+
+    wide = TrainingConfig(num_hard_negatives=40, num_easy_negatives=0)
+    hard = alikes(sy.mine(base, photos["bo"].train, pool, wide, hard=True))
+    assert hard >= 4 * max(1, alikes(sy.mine(base, photos["bo"].train, pool, wide, hard=False)))
+    start = base.initial_rows(0, base.photo_slots(photos["bo"].train[0]))
+    rows, report = sy.train_rows(base, "bo", photos["bo"], negatives, config, slot_init=True)
+    assert report["samples"] == 5 * config.turns_per_positive + 12 + 5 * 10
+    assert len(report["epoch_accuracies"]) == 2
+    assert not torch.equal(rows.input_rows, start[0])
+    after = base.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before), "the base must stay frozen"
+    result = sy.evaluate_method(base, "reference", names, photos, pool, config, seed=0)
+    assert set(result["subjects"]) == set(names)
+    assert set(result["summary"]) >= {"positive", "weighted_others", "weighted_look_alikes", "text_qa"}

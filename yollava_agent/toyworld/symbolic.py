@@ -16,6 +16,8 @@ the evaluation's two-choice format), each with a photo unless said:
   off (the look-alikes a subject must be told from). Yo'LLaVA's prompt is this task's shape.
 - `same`: two single-object photos, "Are the objects in these two photos identical?"; "no" is
   mostly one attribute off, named or not. Size and place never count.
+- `main`: the trainer's ten attribute questions about "the main subject of this photo" (what
+  the base answers for a concept's text turns).
 - `ref_text` (no query photo): "dax is <photo>. What colour is dax?": words read from slots, what
   trained tokens answer in text QA. `named_text` (no photo at all): the words copied from text.
 
@@ -63,6 +65,7 @@ from yollava_agent.toyworld.language import (
     PRESENCE_PARTS,
     article,
     made_up_name,
+    main_attribute_answer,
     main_description,
     near_miss,
     noun_phrase,
@@ -94,7 +97,13 @@ from yollava_agent.toyworld.world import (
     random_look,
     random_scene,
 )
-from yollava_agent.training.data import NEGATIVE_ANSWERS, POSITIVE_ANSWERS, RECOGNITION_QUESTIONS
+from yollava_agent.training.data import (
+    NEGATIVE_ANSWERS,
+    OBJECT_ATTRIBUTE_QUESTIONS,
+    POSITIVE_ANSWERS,
+    RECOGNITION_QUESTIONS,
+    SUBJECT_IN_PHOTO,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -103,7 +112,7 @@ GATHER_LAYER = 1
 POINT_LAYER = 2
 SUPERVISED_HEAD = 0
 RECOGNITION_TASKS = ("presence", "named", "reference", "same")
-TASKS = (*RECOGNITION_TASKS, "ref_text", "named_text")
+TASKS = (*RECOGNITION_TASKS, "main", "ref_text", "named_text")
 GATE_TASKS = ("presence", "same", "reference")
 EXPORT_EVAL_PER_TASK = 200
 EXPORT_EVAL_SEED = 11
@@ -339,6 +348,23 @@ def _text_question(rng: np.random.Generator, name: str, look: Look) -> tuple[str
     return question, answer
 
 
+def _main(rng: np.random.Generator, looks: Sequence[Look], max_objects: int) -> Turn:
+    while True:
+        scene = random_scene(rng, looks, max_objects)
+        if scene.main is not None:
+            break
+    template = OBJECT_ATTRIBUTE_QUESTIONS[int(rng.integers(len(OBJECT_ATTRIBUTE_QUESTIONS)))]
+    answer = main_attribute_answer(template, scene.main, scene)
+    return Turn(
+        "main",
+        chat([template.format(c=SUBJECT_IN_PHOTO)]),
+        answer,
+        (scene,),
+        target_photo=0,
+        target_objects=(scene.objects.index(scene.main),),
+    )
+
+
 def _ref_text(rng: np.random.Generator, looks: Sequence[Look], max_objects: int) -> Turn:
     look = random_look(rng, looks)
     name = made_up_name(rng)
@@ -367,10 +393,22 @@ _BUILDERS = {
     "named": _named,
     "reference": _reference,
     "same": _same,
+    "main": _main,
     "ref_text": _ref_text,
     "named_text": _named_text,
 }
 TASK_WEIGHTS = {
+    "presence": 0.2,
+    "named": 0.12,
+    "reference": 0.26,
+    "same": 0.18,
+    "main": 0.08,
+    "ref_text": 0.1,
+    "named_text": 0.06,
+}
+
+
+TOKENIZER_MIX = {
     "presence": 0.22,
     "named": 0.14,
     "reference": 0.26,
@@ -378,6 +416,7 @@ TASK_WEIGHTS = {
     "ref_text": 0.1,
     "named_text": 0.08,
 }
+"""The turns the tokenizer is trained on (fixed, so that changing `TASK_WEIGHTS` keeps it)."""
 
 
 def turn(
@@ -405,7 +444,7 @@ def build_tokenizer(seed: int = 0, vocab_size: int = 1000) -> object:
     looks = generic_looks()
     corpus = tokenizer_corpus(rng, looks)
     for _ in range(3000):
-        item = turn(rng, looks)
+        item = turn(rng, looks, mix=TOKENIZER_MIX)
         corpus.append(item.prompt.replace(IMAGE_TOKEN, " ") + " " + item.answer)
     # Slot words must be single tokens; backgrounds are rare in the text, so list them often.
     corpus += [" ".join(SLOT_WORDS)] * 200

@@ -20,8 +20,8 @@ Methods, each asked "Is {c} in this photo?" and read from the first answer token
   base answers with the photo), AdamW on the rows only, the best epoch by training recognition
   accuracy after the warm-up. Rows start from the mean embedding (the trainer's
   `initial_concept`) or, for `-slot-init`, the latent rows from the slots of the first train
-  photo. Negatives: hard (nearest pool photos by the mean of their object slots, as CLIP
-  similarity mines them from photos) plus easy; `-no-hard` the same number drawn at random.
+  photo. Negatives: hard (nearest pool photos by their objects' slots, as CLIP
+  similarity mines them from photos; here an object's slot vector stands for its embedding) plus easy; `-no-hard` the same number drawn at random.
 
 Negatives at test time, reported apart: `others` (every other subject's test photos, the paper's
 protocol) and `look-alikes` (8 photos per subject of a same-word look-alike, one unnamed attribute
@@ -229,12 +229,12 @@ class ConceptBase:
         scale = self.model.config.slot_scale
         return slot_vectors(torch.from_numpy(components), table, scale).detach()
 
-    def object_embedding(self, scene: Scene) -> torch.Tensor:
-        """The photo's 'CLIP embedding' for mining: the normalised mean of its object slots."""
-        components, owners = slot_components(scene, self.encoder.ids)
-        vectors = self.photo_slots(scene)[torch.from_numpy(owners >= 0)]
-        mean = vectors.mean(0)
-        return mean / mean.norm()
+    def object_vectors(self, scene: Scene) -> torch.Tensor:
+        """(objects, hidden) unit vectors of each object's slot: what mining compares."""
+        _, owners = slot_components(scene, self.encoder.ids)
+        slots = self.photo_slots(scene)
+        vectors = torch.stack([slots[int(np.flatnonzero(owners == i)[0])] for i in range(len(scene.objects))])
+        return vectors / vectors.norm(dim=-1, keepdim=True)
 
 
 def _rows_context(base: ConceptBase, rows: _ConceptRows) -> list:
@@ -273,24 +273,25 @@ def letter_choices(base: ConceptBase, turns: Sequence[Turn]) -> list[int]:
 
 def generate(base: ConceptBase, prompt: str, photos: tuple[Scene, ...], max_tokens: int = 24) -> str:
     """Greedy answer of the base to a user turn (what the trainer's `describe_photos` does)."""
-    answer_ids: list[int] = []
+    item = base.encoder.encode(Turn("generate", prompt, "x", photos))
+    ids = list(item.input_ids[: item.answer_start])
+    components = torch.from_numpy(item.components[: item.answer_start])
+    blank = torch.full((1, components.shape[1]), -1, dtype=torch.long)
+    start = len(ids)
     with torch.inference_mode():
         for _ in range(max_tokens):
-            text = base.tokenizer.decode(answer_ids)
-            item = base.encoder.encode(Turn("text", prompt, text or "x", photos))
-            ids = item.input_ids[: item.answer_start] + answer_ids
-            components = item.components[: len(ids)]
             batch = {
                 "input_ids": torch.tensor([ids]),
-                "components": torch.from_numpy(components).unsqueeze(0),
+                "components": components.unsqueeze(0),
                 "attention_mask": torch.ones((1, len(ids)), dtype=torch.long),
             }
             hidden, _ = forward(base.model, batch, attentions=False)
             token = int(base.model.lm_head(hidden[0, -1]).argmax())
             if token == base.tokenizer.eos_token_id:
                 break
-            answer_ids.append(token)
-    return base.tokenizer.decode(answer_ids).strip()
+            ids.append(token)
+            components = torch.cat([components, blank])
+    return base.tokenizer.decode(ids[start:]).strip()
 
 
 @dataclass
@@ -411,11 +412,13 @@ def mine(
     config: TrainingConfig,
     hard: bool,
 ) -> list[Scene]:
-    """The miner's rule on slot embeddings: the nearest pool photos (max cosine to a positive)
-    then random others; or, without hard ones, as many drawn at random."""
-    vectors = torch.stack([base.object_embedding(s) for _, s in pool])
-    anchor = torch.stack([base.object_embedding(s) for s in positives])
-    scores = (vectors @ anchor.T).max(1).values
+    """The miner's rule (`mine_negatives`) on slots instead of CLIP embeddings: the pool photos
+    nearest to a positive (the highest cosine between any of their objects' slot vectors), then
+    random others; or, without hard ones, as many drawn at random."""
+    anchors = torch.cat([base.object_vectors(s) for s in positives])
+    scores = torch.tensor(
+        [float((base.object_vectors(s) @ anchors.T).max()) for _, s in pool]
+    )
     ranked = torch.sort(scores, descending=True, stable=True).indices.tolist()
     total = config.num_hard_negatives + config.num_easy_negatives
     generator = torch.Generator().manual_seed(config.seed)
@@ -521,12 +524,19 @@ def evaluate_method(
     return {"summary": summary, "subjects": per_subject}
 
 
-def run(base_folder: Path, out: Path, methods: Sequence[str], names: Sequence[str], seed: int) -> dict[str, object]:
+def run(
+    base_folder: Path,
+    out: Path,
+    methods: Sequence[str],
+    names: Sequence[str],
+    seed: int,
+    epochs: int = BENCHMARK_TRAINING.epochs,
+) -> dict[str, object]:
     model, tokenizer = load_symbolic(base_folder)
     base = ConceptBase(model, tokenizer, names)
     photos = subject_photos(names, seed)
     pool = training_pool(photos, seed)
-    config = replace(BENCHMARK_TRAINING, seed=seed)
+    config = replace(BENCHMARK_TRAINING, seed=seed, epochs=epochs, warmup_epochs=min(4, epochs - 1))
     results = {}
     for method in methods:
         started = time.monotonic()
@@ -561,10 +571,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--subjects", nargs="+", default=list(PAIRED_SUBJECTS))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--epochs", type=int, default=BENCHMARK_TRAINING.epochs, help="training epochs per concept"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
-    run(args.base, args.out, args.methods, args.subjects, args.seed)
+    run(args.base, args.out, args.methods, args.subjects, args.seed, args.epochs)
     return 0
 
 
