@@ -247,10 +247,24 @@ def single_object_scene(rng: np.random.Generator, look: Look) -> Scene:
     return Scene(place_objects(rng, [look]), background)
 
 
+ALIKE_DISTANCES = (0.6, 0.25, 0.15)
+"""How often a look-alike differs in one, two or three attributes: a concept's nearest other
+subject differs in two unnamed ones, and one-off negatives alone teach "exactly one off is no"."""
+
+
 def _look_alike(rng: np.random.Generator, look: Look, looks: set[Look], unnamed: float) -> Look:
-    same_words, other_words = _alikes(look, looks)
-    pick = same_words if (rng.random() < unnamed and same_words) or not other_words else other_words
-    return pick[int(rng.integers(len(pick)))]
+    """A look one to three attribute changes away from `look` (`ALIKE_DISTANCES`), each change
+    kept unnamed (same words) with probability `unnamed`."""
+    steps = 1 + int(rng.choice(len(ALIKE_DISTANCES), p=ALIKE_DISTANCES))
+    current = look
+    for _ in range(steps):
+        same_words, other_words = _alikes(current, looks)
+        same_words = [a for a in same_words if a != look]
+        other_words = [a for a in other_words if a != look]
+        keep = (rng.random() < unnamed and same_words) or not other_words
+        pick = same_words if keep else other_words
+        current = pick[int(rng.integers(len(pick)))]
+    return current
 
 
 def _query_scene(
@@ -704,7 +718,7 @@ class Stage:
 CURRICULUM = (
     Stage(
         "one object",
-        {"presence": 0.45, "named": 0.35, "named_text": 0.2},
+        {"presence": 0.4, "named": 0.3, "main": 0.1, "named_text": 0.2},
         max_objects=1,
         gate=("presence", "named"),
         advance_at=0.8,
@@ -712,7 +726,15 @@ CURRICULUM = (
     ),
     Stage(
         "references",
-        {"presence": 0.15, "named": 0.1, "reference": 0.35, "same": 0.25, "ref_text": 0.1, "named_text": 0.05},
+        {
+            "presence": 0.15,
+            "named": 0.1,
+            "reference": 0.3,
+            "same": 0.25,
+            "main": 0.05,
+            "ref_text": 0.1,
+            "named_text": 0.05,
+        },
         max_objects=2,
         gate=("reference", "same"),
         advance_at=0.8,

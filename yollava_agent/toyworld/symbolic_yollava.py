@@ -531,12 +531,19 @@ def run(
     names: Sequence[str],
     seed: int,
     epochs: int = BENCHMARK_TRAINING.epochs,
+    learning_rate: float = BENCHMARK_TRAINING.learning_rate,
 ) -> dict[str, object]:
     model, tokenizer = load_symbolic(base_folder)
     base = ConceptBase(model, tokenizer, names)
     photos = subject_photos(names, seed)
     pool = training_pool(photos, seed)
-    config = replace(BENCHMARK_TRAINING, seed=seed, epochs=epochs, warmup_epochs=min(4, epochs - 1))
+    config = replace(
+        BENCHMARK_TRAINING,
+        seed=seed,
+        epochs=epochs,
+        warmup_epochs=min(4, epochs - 1),
+        learning_rate=learning_rate,
+    )
     results = {}
     for method in methods:
         started = time.monotonic()
@@ -574,10 +581,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--epochs", type=int, default=BENCHMARK_TRAINING.epochs, help="training epochs per concept"
     )
+    parser.add_argument(
+        "--learning-rate",
+        type=float,
+        default=BENCHMARK_TRAINING.learning_rate,
+        help="AdamW learning rate of the concept rows",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
-    run(args.base, args.out, args.methods, args.subjects, args.seed, args.epochs)
+    run(args.base, args.out, args.methods, args.subjects, args.seed, args.epochs, args.learning_rate)
     return 0
 
 
