@@ -369,14 +369,9 @@ def _main(rng: np.random.Generator, looks: Sequence[Look], max_objects: int) -> 
             break
     template = OBJECT_ATTRIBUTE_QUESTIONS[int(rng.integers(len(OBJECT_ATTRIBUTE_QUESTIONS)))]
     answer = main_attribute_answer(template, scene.main, scene)
-    return Turn(
-        "main",
-        chat([template.format(c=SUBJECT_IN_PHOTO)]),
-        answer,
-        (scene,),
-        target_photo=0,
-        target_objects=(scene.objects.index(scene.main),),
-    )
+    # No pointer target: the pointer head's attention is the yes/no decision of the other
+    # tasks, and pointing at the main object whatever the question slowed those down (measured).
+    return Turn("main", chat([template.format(c=SUBJECT_IN_PHOTO)]), answer, (scene,))
 
 
 def _ref_text(rng: np.random.Generator, looks: Sequence[Look], max_objects: int) -> Turn:
