@@ -499,10 +499,17 @@ def evaluate_method(
             subject = identifier_token(name)
             prompt = concept_prompt(name, config.num_latent_tokens)
         others = [s for n in names if n != name for s in photos[n].test]
+        mates = [n for n in names if n != name and photos[n].look.words == item.look.words]
         handles = _rows_context(base, rows) if rows is not None else []
         try:
             positive = yes_scores(base, _recognition_turns(prompt, subject, item.test, reference))
             negative = yes_scores(base, _recognition_turns(prompt, subject, others, reference))
+            mate = yes_scores(
+                base,
+                _recognition_turns(
+                    prompt, subject, [s for n in mates for s in photos[n].test], reference
+                ),
+            )
             alike = yes_scores(base, _recognition_turns(prompt, subject, item.look_alike_test, reference))
             qa, answers = _qa_turns(prompt, subject, item.look, rng, reference)
             chosen = letter_choices(base, qa)
@@ -514,13 +521,25 @@ def evaluate_method(
             "positive": pos,
             "negative_others": neg,
             "negative_look_alikes": hard,
+            "negative_pair_mate": _rate(mate, False) if mate else None,
             "weighted_others": (pos + neg) / 2,
             "weighted_look_alikes": (pos + hard) / 2,
             "text_qa": float(np.mean([c == a for c, a in zip(chosen, answers, strict=True)])),
             **report,
         }
-    keys = ("positive", "negative_others", "negative_look_alikes", "weighted_others", "weighted_look_alikes", "text_qa")
-    summary = {k: round(float(np.mean([r[k] for r in per_subject.values()])), 4) for k in keys}
+    keys = (
+        "positive",
+        "negative_others",
+        "negative_pair_mate",
+        "negative_look_alikes",
+        "weighted_others",
+        "weighted_look_alikes",
+        "text_qa",
+    )
+    summary = {
+        k: round(float(np.mean([r[k] for r in per_subject.values() if r[k] is not None])), 4)
+        for k in keys
+    }
     return {"summary": summary, "subjects": per_subject}
 
 
@@ -557,16 +576,22 @@ def run(
 
 
 def markdown(results: dict[str, object]) -> str:
+    columns = (
+        ("positive", "positive"),
+        ("negative_others", "negative: other subjects"),
+        ("negative_pair_mate", "of which the pair-mate"),
+        ("weighted_others", "weighted: others"),
+        ("negative_look_alikes", "negative: look-alikes"),
+        ("weighted_look_alikes", "weighted: look-alikes"),
+        ("text_qa", "text QA"),
+    )
     lines = [
-        "| method | positive | negative (others) | weighted (others) | negative (look-alikes) | weighted (look-alikes) | text QA |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| method | " + " | ".join(title for _, title in columns) + " |",
+        "| --- | " + " | ".join("---" for _ in columns) + " |",
     ]
     for method, result in results.items():
-        s = result["summary"]
-        lines.append(
-            f"| {method} | {s['positive']:.3f} | {s['negative_others']:.3f} | {s['weighted_others']:.3f} | "
-            f"{s['negative_look_alikes']:.3f} | {s['weighted_look_alikes']:.3f} | {s['text_qa']:.3f} |"
-        )
+        summary = result["summary"]
+        lines.append(f"| {method} | " + " | ".join(f"{summary[k]:.3f}" for k, _ in columns) + " |")
     return "\n".join(lines) + "\n"
 
 
