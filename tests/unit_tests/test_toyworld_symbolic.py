@@ -105,7 +105,7 @@ def _tiny_config(steps: int) -> symbolic.PretrainConfig:
         warmup=2,
         eval_every=3,
         eval_per_task=4,
-        shape=symbolic.ModelShape(hidden=32, layers=3, heads=2, intermediate=64),
+        shape=symbolic.ModelShape(hidden=32, layers=4, heads=2, intermediate=64),
     )
 
 

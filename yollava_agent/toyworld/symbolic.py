@@ -22,22 +22,30 @@ the evaluation's two-choice format), each with a photo unless said:
   trained tokens answer in text QA. `named_text` (no photo at all): the words copied from text.
 
 Why it does not plateau: the matching circuit gets a gradient from step one (pointer-network
-style). At the position that predicts the first answer token, one head of `GATHER_LAYER` is
-trained (cross-entropy to a uniform target) to attend to what is asked (the question's
-attribute words, or the reference photo's object slots) and one head of `POINT_LAYER` to the
-slots of the photo's object that best matches it (most attributes in common: the match itself
-for a yes, the near miss for a no). The remaining heads, the MLPs and the answer stay free.
-Loss: answer tokens (per-example mean) plus `pointer_weight` times the two attention losses.
+style). At the position that predicts the first answer token, three heads (head 0 of layers
+`SUPERVISED_LAYERS`) are trained, by cross-entropy to a uniform target over positions, to attend
+to: (gather) what is asked (the question's attribute words, or the reference photo's object
+slots); (point) the slots of the photo's object that matches it, or the first token (an
+attention sink) when none does, so that this head's attention *is* the yes/no decision; (choice)
+in a two-choice turn, the right option's words, whose position reads its letter. The three start
+wired as a content match (`wire_matching_heads`) and input rows start long (`EMBEDDING_STD`);
+without either, the pointer learnt only "object slots versus background" and every yes/no stayed
+at chance. Everything else (other heads, MLPs, the answer) is free. Loss: answer tokens (mean per
+turn) plus `pointer_weight` times the three attention losses. A curriculum (`CURRICULUM`) moves
+on when held-out accuracy says so.
 
-Written to OUT as it goes: `checkpoint.pt` (model, optimizer, step, data-stream state; a run
-restarted with the same command resumes from it), `log.jsonl` (loss, minutes and held-out
-accuracy per task every `eval_every` steps), and at the end `model/` (`save_pretrained` of the
-Llama and its tokenizer, half precision) with `training.json`. Held-out accuracy: yes/no and
+Written to OUT as it goes: `tokenizer/` (trained once, read back on resume), `checkpoint.pt`
+(model, optimizer, step, curriculum stage, data-stream state; a run restarted with the same
+command resumes from it), `log.jsonl` (loss, minutes and held-out
+accuracy per task every `eval_every` steps). `--export FOLDER` writes the checkpoint as a
+half-precision `save_pretrained` Llama with its tokenizer and `training.json`. Held-out accuracy: yes/no and
 option letters by their first answer token, other answers when every token is the top one.
 
 Chosen not to: pretrain on free text (the world's text is what the tasks say), mix in the pixel
-tasks of `base.py` (the next stage regresses a projector onto these slots), use a curriculum
-beyond fewer objects first, or supervise anything in the last layers (they decide the answer).
+tasks of `base.py` (the next stage regresses a projector onto these slots), give slots a place
+(so "where is dax?" cannot be answered: see `slots.py`), the `same` of `language.py` (two objects
+in one photo: here two photos, which is what a reference is), or wrap the Llama in a LLaVA (the
+next stage does, with a vision tower).
 """
 
 from __future__ import annotations
@@ -60,6 +68,7 @@ import torch
 from transformers import AddedToken, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from yollava_agent.tiny import train_bpe_tokenizer
+from yollava_agent.evaluation.methods import QA_LETTERS
 from yollava_agent.toyworld.language import (
     PLACE_PHRASES,
     PRESENCE_PARTS,
@@ -110,6 +119,9 @@ logger = logging.getLogger(__name__)
 IMAGE_TOKEN = "<image>"
 GATHER_LAYER = 1
 POINT_LAYER = 2
+CHOICE_LAYER = 3
+SUPERVISED_LAYERS = {"gather": GATHER_LAYER, "point": POINT_LAYER, "choice": CHOICE_LAYER}
+"""Which layer's head `SUPERVISED_HEAD` each attention target trains."""
 SUPERVISED_HEAD = 0
 RECOGNITION_TASKS = ("presence", "named", "reference", "same")
 TASKS = (*RECOGNITION_TASKS, "main", "ref_text", "named_text")
@@ -517,8 +529,9 @@ def wire_matching_heads(model: LlamaForCausalLM) -> None:
 
     One random projection P (head size x hidden) is the gather head's value map and, transposed,
     its output map (what is gathered lands in the residual stream near where it came from), and
-    both the query and the key map of the pointer head: the pointer's score of a slot is then
-    about P(gathered words) . P(slot), high where they share rows. Everything stays trainable."""
+    both the query and the key map of the pointer and choice heads: the pointer's score of a slot
+    is then about P(gathered words) . P(slot), high where they share rows, and likewise for an
+    option's words. Everything stays trainable."""
     head = model.config.hidden_size // model.config.num_attention_heads
     rows = slice(SUPERVISED_HEAD * head, (SUPERVISED_HEAD + 1) * head)
     projection = torch.randn(head, model.config.hidden_size) / model.config.hidden_size**0.5
@@ -526,9 +539,10 @@ def wire_matching_heads(model: LlamaForCausalLM) -> None:
         gather = model.model.layers[GATHER_LAYER].self_attn
         gather.v_proj.weight[rows] = projection
         gather.o_proj.weight[:, rows] = projection.T
-        point = model.model.layers[POINT_LAYER].self_attn
-        point.q_proj.weight[rows] = projection
-        point.k_proj.weight[rows] = projection
+        for layer in (POINT_LAYER, CHOICE_LAYER):
+            attention = model.model.layers[layer].self_attn
+            attention.q_proj.weight[rows] = projection
+            attention.k_proj.weight[rows] = projection
 
 
 # --- encoding ----------------------------------------------------------------------------------
@@ -544,6 +558,8 @@ class Encoded:
     answer_start: int
     gather: list[int]
     point: list[int]
+    choice: list[int]
+    """Two-choice turns: the right option's tokens (what the choice head attends to)."""
     kind: str
     label: str
     decided_by_first: bool
@@ -577,8 +593,10 @@ class Encoder:
                 for i, (a, b) in enumerate(offsets[: len(prompt_ids)])
                 if a < end and b > start and ids[i] in self.attribute_ids
             }
+        choice_tokens = self._option_tokens(item, offsets[: len(prompt_ids)])
         expanded: list[int] = []
         components: list[np.ndarray] = []
+        choice: list[int] = []
         gather: list[int] = []
         point: list[int] = []
         answer_start = len(prompt_ids)
@@ -590,6 +608,8 @@ class Encoder:
             if token != self.image_id:
                 if index in asked_tokens:
                     gather.append(len(expanded))
+                if index in choice_tokens:
+                    choice.append(len(expanded))
                 expanded.append(token)
                 components.append(blank)
                 continue
@@ -613,10 +633,22 @@ class Encoder:
             answer_start,
             gather,
             point,
+            choice,
             item.kind,
             item.label,
             first,
         )
+
+
+    @staticmethod
+    def _option_tokens(item: Turn, offsets: Sequence[tuple[int, int]]) -> set[int]:
+        """Indices of the tokens of the right option ("A. blue" -> "blue") of a two-choice turn."""
+        if item.answer not in QA_LETTERS:
+            return set()
+        marker = f"\n{item.answer}. "
+        start = item.prompt.index(marker) + len(marker)
+        end = item.prompt.index("\n", start)
+        return {i for i, (a, b) in enumerate(offsets) if a < end and b > start}
 
 
 def collate(items: Sequence[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
@@ -629,6 +661,7 @@ def collate(items: Sequence[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
     components = torch.full((size, length, COMPONENTS), -1, dtype=torch.long)
     gather = torch.zeros((size, length))
     point = torch.zeros((size, length))
+    choice = torch.zeros((size, length))
     final = torch.zeros(size, dtype=torch.long)
     for row, item in enumerate(items):
         n = len(item.input_ids)
@@ -642,6 +675,8 @@ def collate(items: Sequence[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
             gather[row, item.gather] = 1.0 / len(item.gather)
         if item.point:
             point[row, item.point] = 1.0 / len(item.point)
+        if item.choice:
+            choice[row, item.choice] = 1.0 / len(item.choice)
     return {
         "input_ids": input_ids,
         "attention_mask": attention,
@@ -649,6 +684,7 @@ def collate(items: Sequence[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
         "components": components,
         "gather": gather,
         "point": point,
+        "choice": choice,
         "final": final,
     }
 
@@ -716,9 +752,9 @@ class Stage:
 
 CURRICULUM = (
     Stage(
-        "one object",
+        "words",
         {"presence": 0.45, "named": 0.35, "named_text": 0.2},
-        max_objects=1,
+        max_objects=3,
         gate=("presence", "named"),
         advance_at=0.8,
         max_steps=4000,
@@ -741,9 +777,10 @@ CURRICULUM = (
     ),
     Stage("everything", dict(TASK_WEIGHTS), max_objects=3),
 )
-"""One object and words first, then references and same, then scenes of up to three objects.
-`main` waits for the second stage: with it in the first, presence and named stalled at 0.7
-(three tries, measured), without it they pass 0.8 within 1,000 steps."""
+"""Words first (presence, named), then references and same, then everything. Photos have up to
+three objects from the start: trained on one object, the pointer's yes on three-object photos
+fell from 0.84 to 0.50 as training went on (measured). `main` waits for the second stage: with it
+in the first, presence and named stalled at 0.7 (measured)."""
 
 
 @dataclass
@@ -785,10 +822,12 @@ def batch_loss(
     loss = answer
     if pointer_weight > 0:
         assert attentions is not None
-        gather = head_loss(attentions[GATHER_LAYER], batch["gather"], batch["final"])
-        point = head_loss(attentions[POINT_LAYER], batch["point"], batch["final"])
-        loss = loss + pointer_weight * (gather + point)
-        parts |= {"gather": gather.item(), "point": point.item()}
+        heads = {
+            name: head_loss(attentions[layer], batch[name], batch["final"])
+            for name, layer in SUPERVISED_LAYERS.items()
+        }
+        loss = loss + pointer_weight * sum(heads.values())
+        parts |= {name: value.item() for name, value in heads.items()}
     return loss, parts
 
 
@@ -823,7 +862,7 @@ def held_out_accuracy(
             rows = torch.arange(len(chunk))
             focus = {
                 name: (attentions[layer][rows, SUPERVISED_HEAD, batch["final"]] * (batch[name] > 0)).sum(-1)
-                for name, layer in (("gather", GATHER_LAYER), ("point", POINT_LAYER))
+                for name, layer in SUPERVISED_LAYERS.items()
             }
             for row, item in enumerate(chunk):
                 wanted = labels[row] != -100
@@ -836,6 +875,8 @@ def held_out_accuracy(
                     mass[f"{kind}/gather"].append(float(focus["gather"][row]))
                 if item.point:
                     mass[f"{kind}/point"].append(float(focus["point"][row]))
+                if item.choice:
+                    mass[f"{kind}/choice"].append(float(focus["choice"][row]))
     model.train(was_training)
     result = {k: round(float(np.mean(v)), 4) for k, v in sorted(hits.items())}
     result |= {k: round(float(np.mean(v)), 3) for k, v in sorted(mass.items())}
@@ -865,8 +906,14 @@ def _atomic_save(obj: object, path: Path) -> None:
     os.replace(staging, path)
 
 
-def pretrain(out: Path, config: PretrainConfig, max_minutes: float | None = None) -> dict[str, float]:
-    """Train (or resume) in `out`; returns the last held-out accuracy."""
+def pretrain(
+    out: Path,
+    config: PretrainConfig,
+    max_minutes: float | None = None,
+    stop_after: int | None = None,
+) -> dict[str, float]:
+    """Train (or resume) in `out` until `config.steps` (or `stop_after` steps, which leaves the
+    learning-rate schedule as `config.steps` sets it); returns the last held-out accuracy."""
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = run_tokenizer(out, config.seed)
     encoder = Encoder(tokenizer, config.sink_for_no)
@@ -900,7 +947,8 @@ def pretrain(out: Path, config: PretrainConfig, max_minutes: float | None = None
     def minutes() -> float:
         return minutes_before + (time.monotonic() - started) / 60
 
-    while step < config.steps:
+    last = config.steps if stop_after is None else min(stop_after, config.steps)
+    while step < last:
         current = config.stages[stage]
         items = [
             encoder.encode(turn(rng, looks, mix=current.mix, max_objects=current.max_objects))
@@ -916,7 +964,7 @@ def pretrain(out: Path, config: PretrainConfig, max_minutes: float | None = None
         for k, v in parts.items():
             sums[k] += v
         counted += 1
-        if step % config.eval_every == 0 or step == config.steps:
+        if step % config.eval_every == 0 or step == last:
             accuracy = held_out_accuracy(model, encoder, config.eval_per_task, config.seed + 7)
             record = {
                 "step": step,
@@ -1038,6 +1086,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="where a no-turn's pointer head is trained to attend",
     )
     parser.add_argument("--max-minutes", type=float, default=None, help="stop after this long")
+    parser.add_argument(
+        "--stop-after",
+        type=int,
+        default=None,
+        help="stop at this step (the schedule still follows --steps); rerun to continue",
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest here)")
     parser.add_argument(
         "--export",
@@ -1071,7 +1125,7 @@ def main(argv: list[str] | None = None) -> int:
         eval_per_task=args.eval_per_task,
         shape=ModelShape(args.hidden, args.layers, args.heads, args.intermediate),
     )
-    pretrain(args.out, config, args.max_minutes)
+    pretrain(args.out, config, args.max_minutes, args.stop_after)
     return 0
 
 
