@@ -73,7 +73,6 @@ from yollava_agent.toyworld.language import (
     PLACE_PHRASES,
     PRESENCE_PARTS,
     article,
-    made_up_name,
     main_attribute_answer,
     main_description,
     near_miss,
@@ -97,6 +96,7 @@ from yollava_agent.toyworld.world import (
     PATTERN_NOUNS,
     SHAPES,
     SIZES,
+    SUBJECT_NAMES,
     Look,
     Placed,
     Scene,
@@ -173,6 +173,23 @@ def _best_matches(look_fields: Mapping[str, object], scene: Scene) -> tuple[int,
     scores = [sum(getattr(o.look, k) == v for k, v in look_fields.items()) for o in scene.objects]
     best = max(scores)
     return tuple(i for i, s in enumerate(scores) if s == best)
+
+
+_CONSONANTS = "bcdfghjklmnprstvwxz"
+_VOWELS = "aeiou"
+_NOT_NAMES = {*SUBJECT_NAMES, *SLOT_WORDS, "a", "an", "is", "it", "in", "no", "yes", "dots", "the"}
+
+
+def made_up_name(rng: np.random.Generator) -> str:
+    """A random two- to six-letter name (consonants and vowels alternating), never a subject's
+    or a world word: names from a few syllables made every subject name (tokenised 'p', 'e',
+    'm') a stranger, and a description of pem was always answered no (measured)."""
+    while True:
+        length, first = int(rng.integers(2, 7)), int(rng.integers(2))
+        letters = [(_CONSONANTS, _VOWELS)[(first + i) % 2] for i in range(length)]
+        name = "".join(pool[int(rng.integers(len(pool)))] for pool in letters)
+        if name not in _NOT_NAMES:
+            return name
 
 
 def _recognition(rng: np.random.Generator, subject: str, present: bool) -> tuple[str, str]:
