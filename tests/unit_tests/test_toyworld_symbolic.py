@@ -1,4 +1,4 @@
-"""Symbolic photos and the symbolic pretraining stage: slots, targets, a short run, resume, export."""
+"""Symbolic photos and pretraining: slots, head targets, a short run, resume, export, Yo'LLaVA."""
 
 from __future__ import annotations
 
@@ -47,7 +47,9 @@ def test_a_slot_is_its_objects_words_and_unnamed_tokens_at_a_words_length(tokeni
     scene = Scene(place_objects(np.random.default_rng(1), [look], sizes=["big"]), "night")
     rows, owners = slot_components(scene, ids)
     object_slot = int(np.flatnonzero(owners == 0)[0])
-    expected = [ids[w] for w in ("blue", "striped", "star", "big", "<shade_1>", "<style_0>", "<rim_1>")]
+    expected = [
+        ids[w] for w in ("blue", "striped", "star", "big", "<shade_1>", "<style_0>", "<rim_1>")
+    ]
     assert rows[object_slot].tolist() == expected
     background_slot = int(np.flatnonzero(owners < 0)[0])
     assert rows[background_slot].tolist() == [ids["night"]] + [-1] * 6
@@ -55,7 +57,9 @@ def test_a_slot_is_its_objects_words_and_unnamed_tokens_at_a_words_length(tokeni
     vectors = slot_vectors(torch.from_numpy(rows), table)
     assert torch.allclose(vectors.norm(dim=-1), torch.full((SLOTS,), slot_scale(table)), atol=1e-5)
     direction = table[expected].sum(0)
-    assert torch.allclose(vectors[object_slot], direction / direction.norm() * slot_scale(table), atol=1e-5)
+    assert torch.allclose(
+        vectors[object_slot], direction / direction.norm() * slot_scale(table), atol=1e-5
+    )
 
 
 def test_no_generated_text_contains_a_never_spoken_token(tokenizer) -> None:
@@ -67,7 +71,9 @@ def test_no_generated_text_contains_a_never_spoken_token(tokenizer) -> None:
         assert not unnamed & set(item.input_ids)
 
 
-def test_the_heads_targets_are_the_asked_words_and_the_best_matching_objects_slots(tokenizer) -> None:
+def test_the_heads_targets_are_the_asked_words_and_the_best_matching_objects_slots(
+    tokenizer,
+) -> None:
     encoder = symbolic.Encoder(tokenizer, sink_for_no=False)
     sink = symbolic.Encoder(tokenizer)
     rng = np.random.default_rng(3)
@@ -158,11 +164,14 @@ def test_yollava_on_a_symbolic_base_trains_only_the_concept_rows(tmp_path: Path)
         epochs=2, batch_size=16, warmup_epochs=1, num_hard_negatives=6, num_easy_negatives=6
     )
     negatives = sy.mine(base, photos["bo"].train, pool, config, hard=True)
+
     # Mining finds bo's same-word look-alikes (one unnamed attribute off) far more often than
     # drawing at random does.
     def alikes(scenes: list) -> int:
         bo = photos["bo"].look
-        return sum(any(o.look.words == bo.words and o.look != bo for o in s.objects) for s in scenes)
+        return sum(
+            any(o.look.words == bo.words and o.look != bo for o in s.objects) for s in scenes
+        )
 
     wide = TrainingConfig(num_hard_negatives=40, num_easy_negatives=0)
     hard = alikes(sy.mine(base, photos["bo"].train, pool, wide, hard=True))
@@ -176,4 +185,9 @@ def test_yollava_on_a_symbolic_base_trains_only_the_concept_rows(tmp_path: Path)
     assert all(torch.equal(before[k], after[k]) for k in before), "the base must stay frozen"
     result = sy.evaluate_method(base, "reference", names, photos, pool, config, seed=0)
     assert set(result["subjects"]) == set(names)
-    assert set(result["summary"]) >= {"positive", "weighted_others", "weighted_look_alikes", "text_qa"}
+    assert set(result["summary"]) >= {
+        "positive",
+        "weighted_others",
+        "weighted_look_alikes",
+        "text_qa",
+    }

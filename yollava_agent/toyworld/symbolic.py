@@ -36,9 +36,9 @@ on when held-out accuracy says so.
 
 Written to OUT as it goes: `tokenizer/` (trained once, read back on resume), `checkpoint.pt`
 (model, optimizer, step, curriculum stage, data-stream state; a run restarted with the same
-command resumes from it), `log.jsonl` (loss, minutes and held-out
-accuracy per task every `eval_every` steps). `--export FOLDER` writes the checkpoint as a
-half-precision `save_pretrained` Llama with its tokenizer and `training.json`. Held-out accuracy: yes/no and
+command resumes from it), `log.jsonl` (loss, minutes and held-out accuracy per task every
+`eval_every` steps). `--export FOLDER` writes the checkpoint as a half-precision
+`save_pretrained` Llama with its tokenizer and `training.json`. Held-out accuracy: yes/no and
 option letters by their first answer token, other answers when every token is the top one.
 
 Chosen not to: pretrain on free text (the world's text is what the tasks say), mix in the pixel
@@ -67,10 +67,9 @@ import numpy as np
 import torch
 from transformers import AddedToken, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-from yollava_agent.tiny import train_bpe_tokenizer
 from yollava_agent.evaluation.methods import QA_LETTERS
+from yollava_agent.tiny import train_bpe_tokenizer
 from yollava_agent.toyworld.language import (
-    PLACE_PHRASES,
     PRESENCE_PARTS,
     article,
     main_attribute_answer,
@@ -95,10 +94,8 @@ from yollava_agent.toyworld.world import (
     COLOURS,
     PATTERN_NOUNS,
     SHAPES,
-    SIZES,
     SUBJECT_NAMES,
     Look,
-    Placed,
     Scene,
     generic_looks,
     look_alikes,
@@ -164,7 +161,10 @@ class Turn:
 def chat(texts: Sequence[str], photos_first: int = 1) -> str:
     """A user turn as llava-1.5's template renders it: photos first, then each text and a space."""
     return (
-        "USER: " + f"{IMAGE_TOKEN}\n" * photos_first + "".join(t + " " for t in texts) + "ASSISTANT:"
+        "USER: "
+        + f"{IMAGE_TOKEN}\n" * photos_first
+        + "".join(t + " " for t in texts)
+        + "ASSISTANT:"
     )
 
 
@@ -214,7 +214,9 @@ def _presence(rng: np.random.Generator, looks: Sequence[Look], max_objects: int)
     for _ in range(8):
         target = scene.objects[int(rng.integers(len(scene.objects)))].look
         if not wanted:
-            target = near_miss(rng, target, looks) if rng.random() < 0.7 else random_look(rng, looks)
+            target = (
+                near_miss(rng, target, looks) if rng.random() < 0.7 else random_look(rng, looks)
+            )
         parts = PRESENCE_PARTS[int(rng.integers(len(PRESENCE_PARTS)))]
         phrase = noun_phrase(target, parts)
         present = any(noun_phrase(o.look, parts) == phrase for o in scene.objects)
@@ -315,9 +317,7 @@ def _query_scene(
         hard = alike.words == look.words
         chosen.append(alike)
     while len(chosen) < count:
-        other = (
-            _look_alike(rng, look, pool, 0.5) if rng.random() < 0.5 else random_look(rng, looks)
-        )
+        other = _look_alike(rng, look, pool, 0.5) if rng.random() < 0.5 else random_look(rng, looks)
         if other not in chosen and other != look:
             chosen.append(other)
     order = [chosen[i] for i in rng.permutation(len(chosen))]
@@ -634,7 +634,9 @@ class Encoder:
             if photo == item.asked_photo:
                 gather += [len(expanded) + s for s in range(SLOTS) if owners[s] >= 0]
             if photo == item.target_photo:
-                point += [len(expanded) + s for s in range(SLOTS) if owners[s] in item.target_objects]
+                point += [
+                    len(expanded) + s for s in range(SLOTS) if owners[s] in item.target_objects
+                ]
             expanded += [self.image_id] * SLOTS
             components.append(rows)
             photo += 1
@@ -655,7 +657,6 @@ class Encoder:
             item.label,
             first,
         )
-
 
     @staticmethod
     def _option_tokens(item: Turn, offsets: Sequence[tuple[int, int]]) -> set[int]:
@@ -706,7 +707,9 @@ def collate(items: Sequence[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
     }
 
 
-def embed(model: LlamaForCausalLM, input_ids: torch.Tensor, components: torch.Tensor) -> torch.Tensor:
+def embed(
+    model: LlamaForCausalLM, input_ids: torch.Tensor, components: torch.Tensor
+) -> torch.Tensor:
     """Input embeddings with slot vectors at the slot positions (as LLaVA scatters image tokens).
 
     Slots are as long as `model.config.slot_scale` once a base is exported (fixed), and as the
@@ -730,7 +733,9 @@ def forward(
     return out.last_hidden_state, out.attentions
 
 
-def answer_loss(model: LlamaForCausalLM, hidden: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def answer_loss(
+    model: LlamaForCausalLM, hidden: torch.Tensor, labels: torch.Tensor
+) -> torch.Tensor:
     """Cross-entropy over each turn's answer tokens, averaged per turn, then over the batch
     (logits only where answers are)."""
     targets = labels[:, 1:]
@@ -878,7 +883,9 @@ def held_out_accuracy(
             labels = batch["labels"][:, 1:]
             rows = torch.arange(len(chunk))
             focus = {
-                name: (attentions[layer][rows, SUPERVISED_HEAD, batch["final"]] * (batch[name] > 0)).sum(-1)
+                name: (
+                    attentions[layer][rows, SUPERVISED_HEAD, batch["final"]] * (batch[name] > 0)
+                ).sum(-1)
                 for name, layer in SUPERVISED_LAYERS.items()
             }
             for row, item in enumerate(chunk):
@@ -1003,7 +1010,9 @@ def pretrain(
             sums.clear()
             counted = 0
             passed = current.gate and all(accuracy[k] >= current.advance_at for k in current.gate)
-            if stage + 1 < len(config.stages) and (passed or step - stage_start >= current.max_steps):
+            if stage + 1 < len(config.stages) and (
+                passed or step - stage_start >= current.max_steps
+            ):
                 stage, stage_start = stage + 1, step
                 logger.warning("step %d: curriculum stage %r", step, config.stages[stage].name)
             _atomic_save(
@@ -1080,7 +1089,9 @@ def export(out: Path, folder: Path, per_task: int = EXPORT_EVAL_PER_TASK) -> dic
 
 def load_symbolic(folder: Path) -> tuple[LlamaForCausalLM, object]:
     """A written symbolic base (float32, eval mode) and its tokenizer."""
-    model = LlamaForCausalLM.from_pretrained(folder, dtype=torch.float32, attn_implementation="eager")
+    model = LlamaForCausalLM.from_pretrained(
+        folder, dtype=torch.float32, attn_implementation="eager"
+    )
     return model.eval(), AutoTokenizer.from_pretrained(folder)
 
 
@@ -1089,9 +1100,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("out", type=Path, help="folder for checkpoint.pt, log.jsonl and model/")
     defaults = PretrainConfig()
     for name in ("steps", "batch_size", "warmup", "seed", "eval_every", "eval_per_task"):
-        parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name))
+        parser.add_argument(
+            f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name)
+        )
     for name in ("learning_rate", "pointer_weight", "weight_decay", "decay_from"):
-        parser.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(defaults, name))
+        parser.add_argument(
+            f"--{name.replace('_', '-')}", type=float, default=getattr(defaults, name)
+        )
     parser.add_argument("--hidden", type=int, default=ModelShape.hidden)
     parser.add_argument("--layers", type=int, default=ModelShape.layers)
     parser.add_argument("--heads", type=int, default=ModelShape.heads)

@@ -20,8 +20,9 @@ Methods, each asked "Is {c} in this photo?" and read from the first answer token
   base answers with the photo), AdamW on the rows only, the best epoch by training recognition
   accuracy after the warm-up. Rows start from the mean embedding (the trainer's
   `initial_concept`) or, for `-slot-init`, the latent rows from the slots of the first train
-  photo. Negatives: hard (nearest pool photos by their objects' slots, as CLIP
-  similarity mines them from photos; here an object's slot vector stands for its embedding) plus easy; `-no-hard` the same number drawn at random.
+  photo. Negatives: hard (the pool photos nearest to the train photos, as CLIP similarity
+  mines them; here an object's slot vector stands for its embedding) plus easy; `-no-hard` the
+  same number drawn at random.
 
 Negatives at test time, reported apart: `others` (every other subject's test photos, the paper's
 protocol) and `look-alikes` (8 photos per subject of a same-word look-alike, one unnamed attribute
@@ -71,7 +72,6 @@ from yollava_agent.toyworld.symbolic import (
     Turn,
     chat,
     collate,
-    embed,
     forward,
     load_symbolic,
     single_object_scene,
@@ -123,6 +123,18 @@ class SubjectPhotos:
     """Test-like photos of a same-word look-alike (one unnamed attribute off) instead."""
 
 
+def _test_photo(
+    rng: np.random.Generator, look: Look, same_words: Sequence[Look], generic: Sequence[Look]
+) -> Scene:
+    """A test photo of `look` as the benchmark draws them: a corner, a new scale, any
+    background, 0-2 distractors, half of them same-word look-alikes of some subject."""
+    distractors = [
+        random_look(rng, same_words) if rng.random() < 0.5 else random_look(rng, generic)
+        for _ in range(int(rng.integers(0, 3)))
+    ]
+    return subject_scene(rng, look, TEST_PLACES, TEST_RADII, tuple(BACKGROUNDS), distractors)
+
+
 def subject_photos(names: Sequence[str], seed: int) -> dict[str, SubjectPhotos]:
     """Train and test photos of each subject, drawn as the toyworld benchmark draws them."""
     rng = np.random.default_rng(seed)
@@ -131,7 +143,12 @@ def subject_photos(names: Sequence[str], seed: int) -> dict[str, SubjectPhotos]:
     looks = subjects()
     subject_words = {looks[n].words for n in names}
     same_words = sorted(
-        {a for n in names for a in look_alikes(looks[n]) if a in generic_set and a.words in subject_words},
+        {
+            a
+            for n in names
+            for a in look_alikes(looks[n])
+            if a in generic_set and a.words in subject_words
+        },
         key=repr,
     )
     photos = {}
@@ -149,26 +166,17 @@ def subject_photos(names: Sequence[str], seed: int) -> dict[str, SubjectPhotos]:
             for i in range(TRAIN_PHOTOS)
         ]
 
-        def test_photo(subject: Look) -> Scene:
-            distractors = [
-                random_look(rng, same_words) if rng.random() < 0.5 else random_look(rng, generic)
-                for _ in range(int(rng.integers(0, 3)))
-            ]
-            distractors = [d for d in distractors if d != look]
-            return subject_scene(
-                rng, subject, TEST_PLACES, TEST_RADII, tuple(BACKGROUNDS), distractors
-            )
-
-        test = [test_photo(look) for _ in range(TEST_PHOTOS)]
+        test = [_test_photo(rng, look, same_words, generic) for _ in range(TEST_PHOTOS)]
         alikes = [a for a in look_alikes(look) if a in generic_set and a.words == look.words]
-        alike_test = [test_photo(alikes[i % len(alikes)]) for i in range(TEST_PHOTOS)]
+        alike_test = [
+            _test_photo(rng, alikes[i % len(alikes)], same_words, generic)
+            for i in range(TEST_PHOTOS)
+        ]
         photos[name] = SubjectPhotos(look, train, test, alike_test)
     return photos
 
 
-def training_pool(
-    photos: dict[str, SubjectPhotos], seed: int
-) -> list[tuple[str, Scene]]:
+def training_pool(photos: dict[str, SubjectPhotos], seed: int) -> list[tuple[str, Scene]]:
     """(label, photo) negatives to mine from: other subjects' train photos are added per subject;
     here 300 generic scenes and 8 one-attribute look-alikes per subject, as the benchmark's pool."""
     rng = np.random.default_rng(seed + 1)
@@ -194,7 +202,11 @@ class ConceptBase:
         self.tokenizer = copy.deepcopy(tokenizer)
         k = BENCHMARK_TRAINING.num_latent_tokens
         self.tokenizer.add_tokens(
-            [AddedToken(t, special=True, normalized=False) for n in names for t in concept_tokens(n, k)],
+            [
+                AddedToken(t, special=True, normalized=False)
+                for n in names
+                for t in concept_tokens(n, k)
+            ],
             special_tokens=True,
         )
         self.model = copy.deepcopy(model)
@@ -209,7 +221,9 @@ class ConceptBase:
     def first_id(self, name: str) -> int:
         return self.tokenizer.convert_tokens_to_ids(identifier_token(name))
 
-    def initial_rows(self, seed: int, slots: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def initial_rows(
+        self, seed: int, slots: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """The trainer's start (mean base row plus seeded noise), latent inputs from `slots`."""
         generator = torch.Generator().manual_seed(seed)
         rows = []
@@ -233,7 +247,9 @@ class ConceptBase:
         """(objects, hidden) unit vectors of each object's slot: what mining compares."""
         _, owners = slot_components(scene, self.encoder.ids)
         slots = self.photo_slots(scene)
-        vectors = torch.stack([slots[int(np.flatnonzero(owners == i)[0])] for i in range(len(scene.objects))])
+        vectors = torch.stack(
+            [slots[int(np.flatnonzero(owners == i)[0])] for i in range(len(scene.objects))]
+        )
         return vectors / vectors.norm(dim=-1, keepdim=True)
 
 
@@ -271,7 +287,9 @@ def letter_choices(base: ConceptBase, turns: Sequence[Turn]) -> list[int]:
     return logits[:, ids].argmax(-1).tolist()
 
 
-def generate(base: ConceptBase, prompt: str, photos: tuple[Scene, ...], max_tokens: int = 24) -> str:
+def generate(
+    base: ConceptBase, prompt: str, photos: tuple[Scene, ...], max_tokens: int = 24
+) -> str:
     """Greedy answer of the base to a user turn (what the trainer's `describe_photos` does)."""
     item = base.encoder.encode(Turn("generate", prompt, "x", photos))
     ids = list(item.input_ids[: item.answer_start])
@@ -355,7 +373,10 @@ def train_rows(
             rng.shuffle(order)
             correct = judged = 0
             for step in range(steps):
-                chosen = [encoded[i] for i in order[step * config.batch_size : (step + 1) * config.batch_size]]
+                chosen = [
+                    encoded[i]
+                    for i in order[step * config.batch_size : (step + 1) * config.batch_size]
+                ]
                 batch = collate(chosen, pad)
                 hidden, _ = forward(base.model, batch, attentions=False)
                 labels = batch["labels"]
@@ -416,9 +437,7 @@ def mine(
     nearest to a positive (the highest cosine between any of their objects' slot vectors), then
     random others; or, without hard ones, as many drawn at random."""
     anchors = torch.cat([base.object_vectors(s) for s in positives])
-    scores = torch.tensor(
-        [float((base.object_vectors(s) @ anchors.T).max()) for _, s in pool]
-    )
+    scores = torch.tensor([float((base.object_vectors(s) @ anchors.T).max()) for _, s in pool])
     ranked = torch.sort(scores, descending=True, stable=True).indices.tolist()
     total = config.num_hard_negatives + config.num_easy_negatives
     generator = torch.Generator().manual_seed(config.seed)
@@ -431,7 +450,9 @@ def mine(
     return [pool[i][1] for i in chosen + [rest[j] for j in drawn]]
 
 
-def _recognition_turns(prompt: str | None, subject: str, scenes: Sequence[Scene], reference: Scene | None) -> list[Turn]:
+def _recognition_turns(
+    prompt: str | None, subject: str, scenes: Sequence[Scene], reference: Scene | None
+) -> list[Turn]:
     texts = ([prompt] if prompt else []) + [RECOGNITION_QUESTION.format(c=subject)]
     photos_after = (reference,) if reference is not None else ()
     return [Turn("recognition", chat(texts), "Yes", (s, *photos_after)) for s in scenes]
@@ -493,8 +514,15 @@ def evaluate_method(
             prompt = f"{name} is <image>."
             reference = item.train[0]
         elif method.startswith("trained"):
-            others = [(f"{n}-train-{i}", s) for n in names if n != name for i, s in enumerate(photos[n].train)]
-            negatives = mine(base, item.train, others + list(pool), config, hard="no-hard" not in method)
+            others = [
+                (f"{n}-train-{i}", s)
+                for n in names
+                if n != name
+                for i, s in enumerate(photos[n].train)
+            ]
+            negatives = mine(
+                base, item.train, others + list(pool), config, hard="no-hard" not in method
+            )
             rows, report = train_rows(base, name, item, negatives, config, "slot-init" in method)
             subject = identifier_token(name)
             prompt = concept_prompt(name, config.num_latent_tokens)
@@ -510,7 +538,9 @@ def evaluate_method(
                     prompt, subject, [s for n in mates for s in photos[n].test], reference
                 ),
             )
-            alike = yes_scores(base, _recognition_turns(prompt, subject, item.look_alike_test, reference))
+            alike = yes_scores(
+                base, _recognition_turns(prompt, subject, item.look_alike_test, reference)
+            )
             qa, answers = _qa_turns(prompt, subject, item.look, rng, reference)
             chosen = letter_choices(base, qa)
         finally:
@@ -615,7 +645,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
-    run(args.base, args.out, args.methods, args.subjects, args.seed, args.epochs, args.learning_rate)
+    run(
+        args.base, args.out, args.methods, args.subjects, args.seed, args.epochs, args.learning_rate
+    )
     return 0
 
 
