@@ -1053,7 +1053,11 @@ def export(out: Path, folder: Path, per_task: int = EXPORT_EVAL_PER_TASK) -> dic
     tokenizer = run_tokenizer(out, config.seed)
     model = build_model(tokenizer, config.shape, config.seed)
     model.load_state_dict(state["model"])
-    model.half().float()
+    with torch.no_grad():
+        # The weights as they will be stored; not `model.half()`, which would also round the
+        # rotary frequencies, which loading recomputes in float32.
+        for parameter in model.parameters():
+            parameter.copy_(parameter.half().float())
     model.config.slot_scale = slot_scale(model.get_input_embeddings().weight)
     accuracy = held_out_accuracy(
         model, Encoder(tokenizer, config.sink_for_no), per_task, EXPORT_EVAL_SEED
