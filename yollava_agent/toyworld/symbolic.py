@@ -27,7 +27,9 @@ style). At the position that predicts the first answer token, three heads (head 
 to: (gather) what is asked (the question's attribute words, or the reference photo's object
 slots); (point) the slots of the photo's object that matches it, or the first token (an
 attention sink) when none does, so that this head's attention *is* the yes/no decision; (choice)
-in a two-choice turn, the right option's words, whose position reads its letter. The three start
+in a two-choice turn, the right option's words; and at each option word, one head of
+`LETTER_LAYER` attends to the option's letter, so that the word's position holds it (without
+it, options were attended right and answered at chance: measured). The first three start
 wired as a content match (`wire_matching_heads`) and input rows start long (`EMBEDDING_STD`);
 without either, the pointer learnt only "object slots versus background" and every yes/no stayed
 at chance. Everything else (other heads, MLPs, the answer) is free. Loss: answer tokens (mean per
@@ -117,6 +119,8 @@ IMAGE_TOKEN = "<image>"
 GATHER_LAYER = 1
 POINT_LAYER = 2
 CHOICE_LAYER = 3
+LETTER_LAYER = 0
+"""Its head `SUPERVISED_HEAD` is trained, at each option word, to attend to the option's letter."""
 SUPERVISED_LAYERS = {"gather": GATHER_LAYER, "point": POINT_LAYER, "choice": CHOICE_LAYER}
 """Which layer's head `SUPERVISED_HEAD` each attention target trains."""
 SUPERVISED_HEAD = 0
@@ -577,6 +581,8 @@ class Encoded:
     point: list[int]
     choice: list[int]
     """Two-choice turns: the right option's tokens (what the choice head attends to)."""
+    letters: list[tuple[int, int]]
+    """Two-choice turns: (an option's token, its letter's token) for every option token."""
     kind: str
     label: str
     decided_by_first: bool
@@ -611,6 +617,8 @@ class Encoder:
                 if a < end and b > start and ids[i] in self.attribute_ids
             }
         choice_tokens = self._option_tokens(item, offsets[: len(prompt_ids)])
+        letter_pairs = self._letter_pairs(item, offsets[: len(prompt_ids)])
+        position_of: dict[int, int] = {}
         expanded: list[int] = []
         components: list[np.ndarray] = []
         choice: list[int] = []
@@ -623,6 +631,7 @@ class Encoder:
             if index == len(prompt_ids):
                 answer_start = len(expanded)
             if token != self.image_id:
+                position_of[index] = len(expanded)
                 if index in asked_tokens:
                     gather.append(len(expanded))
                 if index in choice_tokens:
@@ -653,10 +662,26 @@ class Encoder:
             gather,
             point,
             choice,
+            [(position_of[option], position_of[letter]) for option, letter in letter_pairs],
             item.kind,
             item.label,
             first,
         )
+
+    @staticmethod
+    def _letter_pairs(item: Turn, offsets: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+        """(option token, letter token) index pairs of a two-choice turn's options."""
+        if item.answer not in QA_LETTERS:
+            return []
+        pairs = []
+        for letter in QA_LETTERS:
+            at = item.prompt.index(f"\n{letter}. ") + 1
+            start, end = at + len(letter) + 2, item.prompt.index("\n", at)
+            letter_token = next(i for i, (a, b) in enumerate(offsets) if a <= at < b)
+            pairs += [
+                (i, letter_token) for i, (a, b) in enumerate(offsets) if a < end and b > start
+            ]
+        return pairs
 
     @staticmethod
     def _option_tokens(item: Turn, offsets: Sequence[tuple[int, int]]) -> set[int]:
@@ -681,6 +706,7 @@ def collate(items: Sequence[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
     point = torch.zeros((size, length))
     choice = torch.zeros((size, length))
     final = torch.zeros(size, dtype=torch.long)
+    letters = [(row, q, k) for row, item in enumerate(items) for q, k in item.letters]
     for row, item in enumerate(items):
         n = len(item.input_ids)
         ids = torch.tensor(item.input_ids)
@@ -703,6 +729,7 @@ def collate(items: Sequence[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
         "gather": gather,
         "point": point,
         "choice": choice,
+        "letters": torch.tensor(letters, dtype=torch.long).reshape(-1, 3),
         "final": final,
     }
 
@@ -745,6 +772,14 @@ def answer_loss(
     per_turn = torch.zeros(labels.shape[0]).index_add_(0, rows, per_token)
     counts = torch.zeros(labels.shape[0]).index_add_(0, rows, torch.ones_like(per_token))
     return (per_turn / counts.clamp(min=1)).mean()
+
+
+def letter_loss(attention: torch.Tensor, letters: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of one head's attention, at each option token, on the option's letter."""
+    if letters.shape[0] == 0:
+        return attention.sum() * 0.0
+    rows, queries, keys = letters.unbind(-1)
+    return -torch.log(attention[rows, SUPERVISED_HEAD, queries, keys].clamp(min=1e-9)).mean()
 
 
 def head_loss(attention: torch.Tensor, target: torch.Tensor, final: torch.Tensor) -> torch.Tensor:
@@ -848,6 +883,7 @@ def batch_loss(
             name: head_loss(attentions[layer], batch[name], batch["final"])
             for name, layer in SUPERVISED_LAYERS.items()
         }
+        heads["letter"] = letter_loss(attentions[LETTER_LAYER], batch["letters"])
         loss = loss + pointer_weight * sum(heads.values())
         parts |= {name: value.item() for name, value in heads.items()}
     return loss, parts
@@ -901,6 +937,10 @@ def held_out_accuracy(
                     mass[f"{kind}/point"].append(float(focus["point"][row]))
                 if item.choice:
                     mass[f"{kind}/choice"].append(float(focus["choice"][row]))
+                    on_letter = attentions[LETTER_LAYER][row, SUPERVISED_HEAD]
+                    mass[f"{kind}/letter"].append(
+                        float(np.mean([float(on_letter[q, k]) for q, k in item.letters]))
+                    )
     model.train(was_training)
     result = {k: round(float(np.mean(v)), 4) for k, v in sorted(hits.items())}
     result |= {k: round(float(np.mean(v)), 3) for k, v in sorted(mass.items())}
