@@ -22,19 +22,16 @@ the evaluation's two-choice format), each with a photo unless said:
   trained tokens answer in text QA. `named_text` (no photo at all): the words copied from text.
 
 Why it does not plateau: the matching circuit gets a gradient from step one (pointer-network
-style). At the position that predicts the first answer token, three heads (head 0 of layers
-`SUPERVISED_LAYERS`) are trained, by cross-entropy to a uniform target over positions, to attend
-to: (gather) what is asked (the question's attribute words, or the reference photo's object
-slots); (point) the slots of the photo's object that matches it, or the first token (an
-attention sink) when none does, so that this head's attention *is* the yes/no decision; (choice)
-in a two-choice turn, the right option's words; and at each option word, one head of
-`LETTER_LAYER` attends to the option's letter, so that the word's position holds it (without
-it, options were attended right and answered at chance: measured). The first three start
-wired as a content match (`wire_matching_heads`) and input rows start long (`EMBEDDING_STD`);
-without either, the pointer learnt only "object slots versus background" and every yes/no stayed
-at chance. Everything else (other heads, MLPs, the answer) is free. Loss: answer tokens (mean per
-turn) plus `pointer_weight` times the three attention losses. A curriculum (`CURRICULUM`) moves
-on when held-out accuracy says so.
+style). At the position that predicts the first answer token, two heads (head 0 of
+`GATHER_LAYER` and of `POINT_LAYER`) are trained, by cross-entropy to a uniform target over
+positions, to attend to: (gather) what is asked (the question's attribute words, or the reference
+photo's object slots); (point) the slots of the photo's object that matches it, or the first
+token (an attention sink) when none does, so that this head's attention *is* the yes/no decision.
+Both start wired as a content match (`wire_matching_heads`) and input rows start long
+(`EMBEDDING_STD`); without either, the pointer learnt only "object slots versus background" and
+every yes/no stayed at chance. Everything else (other heads, MLPs, the answer) is free. Loss:
+answer tokens (mean per turn) plus `pointer_weight` times the two attention losses. A curriculum
+(`CURRICULUM`) moves on when held-out accuracy says so.
 
 Written to OUT as it goes: `tokenizer/` (trained once, read back on resume), `checkpoint.pt`
 (model, optimizer, step, curriculum stage, data-stream state; a run restarted with the same
@@ -46,8 +43,11 @@ option letters by their first answer token, other answers when every token is th
 Chosen not to: pretrain on free text (the world's text is what the tasks say), mix in the pixel
 tasks of `base.py` (the next stage regresses a projector onto these slots), give slots a place
 (so "where is dax?" cannot be answered: see `slots.py`), the `same` of `language.py` (two objects
-in one photo: here two photos, which is what a reference is), or wrap the Llama in a LLaVA (the
-next stage does, with a vision tower).
+in one photo: here two photos, which is what a reference is), supervise the two-choice letter
+(with heads trained to attend to the right option and to bind each option word to its letter,
+two-choice answers stayed at chance for 7,250 steps; without them, yes/no letters were learnt by
+step 3,250: `benchmarks/results/symbolic/r4-log.jsonl`, `r5-log.jsonl`, `r3-log.jsonl`), or wrap the Llama in a LLaVA (the next stage does,
+with a vision tower).
 """
 
 from __future__ import annotations
@@ -69,11 +69,11 @@ import numpy as np
 import torch
 from transformers import AddedToken, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-from yollava_agent.evaluation.methods import QA_LETTERS
 from yollava_agent.tiny import train_bpe_tokenizer
 from yollava_agent.toyworld.language import (
     PRESENCE_PARTS,
     article,
+    made_up_name,
     main_attribute_answer,
     main_description,
     near_miss,
@@ -96,7 +96,6 @@ from yollava_agent.toyworld.world import (
     COLOURS,
     PATTERN_NOUNS,
     SHAPES,
-    SUBJECT_NAMES,
     Look,
     Scene,
     generic_looks,
@@ -118,11 +117,6 @@ logger = logging.getLogger(__name__)
 IMAGE_TOKEN = "<image>"
 GATHER_LAYER = 1
 POINT_LAYER = 2
-CHOICE_LAYER = 3
-LETTER_LAYER = 0
-"""Its head `SUPERVISED_HEAD` is trained, at each option word, to attend to the option's letter."""
-SUPERVISED_LAYERS = {"gather": GATHER_LAYER, "point": POINT_LAYER, "choice": CHOICE_LAYER}
-"""Which layer's head `SUPERVISED_HEAD` each attention target trains."""
 SUPERVISED_HEAD = 0
 RECOGNITION_TASKS = ("presence", "named", "reference", "same")
 TASKS = (*RECOGNITION_TASKS, "main", "ref_text", "named_text")
@@ -177,23 +171,6 @@ def _best_matches(look_fields: Mapping[str, object], scene: Scene) -> tuple[int,
     scores = [sum(getattr(o.look, k) == v for k, v in look_fields.items()) for o in scene.objects]
     best = max(scores)
     return tuple(i for i, s in enumerate(scores) if s == best)
-
-
-_CONSONANTS = "bcdfghjklmnprstvwxz"
-_VOWELS = "aeiou"
-_NOT_NAMES = {*SUBJECT_NAMES, *SLOT_WORDS, "a", "an", "is", "it", "in", "no", "yes", "dots", "the"}
-
-
-def made_up_name(rng: np.random.Generator) -> str:
-    """A random two- to six-letter name (consonants and vowels alternating), never a subject's
-    or a world word: names from a few syllables made every subject name (tokenised 'p', 'e',
-    'm') a stranger, and a description of pem was always answered no (measured)."""
-    while True:
-        length, first = int(rng.integers(2, 7)), int(rng.integers(2))
-        letters = [(_CONSONANTS, _VOWELS)[(first + i) % 2] for i in range(length)]
-        name = "".join(pool[int(rng.integers(len(pool)))] for pool in letters)
-        if name not in _NOT_NAMES:
-            return name
 
 
 def _recognition(rng: np.random.Generator, subject: str, present: bool) -> tuple[str, str]:
@@ -550,9 +527,8 @@ def wire_matching_heads(model: LlamaForCausalLM) -> None:
 
     One random projection P (head size x hidden) is the gather head's value map and, transposed,
     its output map (what is gathered lands in the residual stream near where it came from), and
-    both the query and the key map of the pointer and choice heads: the pointer's score of a slot
-    is then about P(gathered words) . P(slot), high where they share rows, and likewise for an
-    option's words. Everything stays trainable."""
+    both the query and the key map of the pointer head: the pointer's score of a slot is then
+    about P(gathered words) . P(slot), high where they share rows. Everything stays trainable."""
     head = model.config.hidden_size // model.config.num_attention_heads
     rows = slice(SUPERVISED_HEAD * head, (SUPERVISED_HEAD + 1) * head)
     projection = torch.randn(head, model.config.hidden_size) / model.config.hidden_size**0.5
@@ -560,10 +536,9 @@ def wire_matching_heads(model: LlamaForCausalLM) -> None:
         gather = model.model.layers[GATHER_LAYER].self_attn
         gather.v_proj.weight[rows] = projection
         gather.o_proj.weight[:, rows] = projection.T
-        for layer in (POINT_LAYER, CHOICE_LAYER):
-            attention = model.model.layers[layer].self_attn
-            attention.q_proj.weight[rows] = projection
-            attention.k_proj.weight[rows] = projection
+        point = model.model.layers[POINT_LAYER].self_attn
+        point.q_proj.weight[rows] = projection
+        point.k_proj.weight[rows] = projection
 
 
 # --- encoding ----------------------------------------------------------------------------------
@@ -579,10 +554,6 @@ class Encoded:
     answer_start: int
     gather: list[int]
     point: list[int]
-    choice: list[int]
-    """Two-choice turns: the right option's tokens (what the choice head attends to)."""
-    letters: list[tuple[int, int]]
-    """Two-choice turns: (an option's token, its letter's token) for every option token."""
     kind: str
     label: str
     decided_by_first: bool
@@ -616,12 +587,8 @@ class Encoder:
                 for i, (a, b) in enumerate(offsets[: len(prompt_ids)])
                 if a < end and b > start and ids[i] in self.attribute_ids
             }
-        choice_tokens = self._option_tokens(item, offsets[: len(prompt_ids)])
-        letter_pairs = self._letter_pairs(item, offsets[: len(prompt_ids)])
-        position_of: dict[int, int] = {}
         expanded: list[int] = []
         components: list[np.ndarray] = []
-        choice: list[int] = []
         gather: list[int] = []
         point: list[int] = []
         answer_start = len(prompt_ids)
@@ -631,11 +598,8 @@ class Encoder:
             if index == len(prompt_ids):
                 answer_start = len(expanded)
             if token != self.image_id:
-                position_of[index] = len(expanded)
                 if index in asked_tokens:
                     gather.append(len(expanded))
-                if index in choice_tokens:
-                    choice.append(len(expanded))
                 expanded.append(token)
                 components.append(blank)
                 continue
@@ -661,37 +625,10 @@ class Encoder:
             answer_start,
             gather,
             point,
-            choice,
-            [(position_of[option], position_of[letter]) for option, letter in letter_pairs],
             item.kind,
             item.label,
             first,
         )
-
-    @staticmethod
-    def _letter_pairs(item: Turn, offsets: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
-        """(option token, letter token) index pairs of a two-choice turn's options."""
-        if item.answer not in QA_LETTERS:
-            return []
-        pairs = []
-        for letter in QA_LETTERS:
-            at = item.prompt.index(f"\n{letter}. ") + 1
-            start, end = at + len(letter) + 2, item.prompt.index("\n", at)
-            letter_token = next(i for i, (a, b) in enumerate(offsets) if a <= at < b)
-            pairs += [
-                (i, letter_token) for i, (a, b) in enumerate(offsets) if a < end and b > start
-            ]
-        return pairs
-
-    @staticmethod
-    def _option_tokens(item: Turn, offsets: Sequence[tuple[int, int]]) -> set[int]:
-        """Indices of the tokens of the right option ("A. blue" -> "blue") of a two-choice turn."""
-        if item.answer not in QA_LETTERS:
-            return set()
-        marker = f"\n{item.answer}. "
-        start = item.prompt.index(marker) + len(marker)
-        end = item.prompt.index("\n", start)
-        return {i for i, (a, b) in enumerate(offsets) if a < end and b > start}
 
 
 def collate(items: Sequence[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
@@ -704,9 +641,7 @@ def collate(items: Sequence[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
     components = torch.full((size, length, COMPONENTS), -1, dtype=torch.long)
     gather = torch.zeros((size, length))
     point = torch.zeros((size, length))
-    choice = torch.zeros((size, length))
     final = torch.zeros(size, dtype=torch.long)
-    letters = [(row, q, k) for row, item in enumerate(items) for q, k in item.letters]
     for row, item in enumerate(items):
         n = len(item.input_ids)
         ids = torch.tensor(item.input_ids)
@@ -719,8 +654,6 @@ def collate(items: Sequence[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
             gather[row, item.gather] = 1.0 / len(item.gather)
         if item.point:
             point[row, item.point] = 1.0 / len(item.point)
-        if item.choice:
-            choice[row, item.choice] = 1.0 / len(item.choice)
     return {
         "input_ids": input_ids,
         "attention_mask": attention,
@@ -728,8 +661,6 @@ def collate(items: Sequence[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
         "components": components,
         "gather": gather,
         "point": point,
-        "choice": choice,
-        "letters": torch.tensor(letters, dtype=torch.long).reshape(-1, 3),
         "final": final,
     }
 
@@ -772,14 +703,6 @@ def answer_loss(
     per_turn = torch.zeros(labels.shape[0]).index_add_(0, rows, per_token)
     counts = torch.zeros(labels.shape[0]).index_add_(0, rows, torch.ones_like(per_token))
     return (per_turn / counts.clamp(min=1)).mean()
-
-
-def letter_loss(attention: torch.Tensor, letters: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of one head's attention, at each option token, on the option's letter."""
-    if letters.shape[0] == 0:
-        return attention.sum() * 0.0
-    rows, queries, keys = letters.unbind(-1)
-    return -torch.log(attention[rows, SUPERVISED_HEAD, queries, keys].clamp(min=1e-9)).mean()
 
 
 def head_loss(attention: torch.Tensor, target: torch.Tensor, final: torch.Tensor) -> torch.Tensor:
@@ -879,13 +802,10 @@ def batch_loss(
     loss = answer
     if pointer_weight > 0:
         assert attentions is not None
-        heads = {
-            name: head_loss(attentions[layer], batch[name], batch["final"])
-            for name, layer in SUPERVISED_LAYERS.items()
-        }
-        heads["letter"] = letter_loss(attentions[LETTER_LAYER], batch["letters"])
-        loss = loss + pointer_weight * sum(heads.values())
-        parts |= {name: value.item() for name, value in heads.items()}
+        gather = head_loss(attentions[GATHER_LAYER], batch["gather"], batch["final"])
+        point = head_loss(attentions[POINT_LAYER], batch["point"], batch["final"])
+        loss = loss + pointer_weight * (gather + point)
+        parts |= {"gather": gather.item(), "point": point.item()}
     return loss, parts
 
 
@@ -922,7 +842,7 @@ def held_out_accuracy(
                 name: (
                     attentions[layer][rows, SUPERVISED_HEAD, batch["final"]] * (batch[name] > 0)
                 ).sum(-1)
-                for name, layer in SUPERVISED_LAYERS.items()
+                for name, layer in (("gather", GATHER_LAYER), ("point", POINT_LAYER))
             }
             for row, item in enumerate(chunk):
                 wanted = labels[row] != -100
@@ -935,12 +855,6 @@ def held_out_accuracy(
                     mass[f"{kind}/gather"].append(float(focus["gather"][row]))
                 if item.point:
                     mass[f"{kind}/point"].append(float(focus["point"][row]))
-                if item.choice:
-                    mass[f"{kind}/choice"].append(float(focus["choice"][row]))
-                    on_letter = attentions[LETTER_LAYER][row, SUPERVISED_HEAD]
-                    mass[f"{kind}/letter"].append(
-                        float(np.mean([float(on_letter[q, k]) for q, k in item.letters]))
-                    )
     model.train(was_training)
     result = {k: round(float(np.mean(v)), 4) for k, v in sorted(hits.items())}
     result |= {k: round(float(np.mean(v)), 3) for k, v in sorted(mass.items())}
