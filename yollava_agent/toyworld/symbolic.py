@@ -45,7 +45,7 @@ tasks of `base.py` (the next stage regresses a projector onto these slots), give
 (so "where is dax?" cannot be answered: see `slots.py`), the `same` of `language.py` (two objects
 in one photo: here two photos, which is what a reference is), supervise the two-choice letter
 (with heads trained to attend to the right option and to bind each option word to its letter,
-two-choice answers stayed at chance for 7,250 steps; without them, yes/no letters were learnt by
+two-choice answers stayed at chance for 7,500 steps; without them, yes/no letters were learnt by
 step 3,250: `benchmarks/results/symbolic/r4-log.jsonl`, `r5-log.jsonl`, `r3-log.jsonl`), or wrap the Llama in a LLaVA (the next stage does,
 with a vision tower).
 """
