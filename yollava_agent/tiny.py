@@ -161,13 +161,22 @@ _NEXT_PINPOINTS = [[32, 64], [64, 32], [64, 64], [96, 32], [32, 96]]
 _ONEVISION_PINPOINTS = [[32 * h, 32 * w] for h in range(1, 4) for w in range(1, 4)]
 
 
-def train_bpe_tokenizer(corpus: list[str], vocab_size: int) -> LlamaTokenizer:
+def train_bpe_tokenizer(
+    corpus: list[str], vocab_size: int, split_punctuation: bool = False
+) -> LlamaTokenizer:
     """A Llama-style byte-fallback BPE tokenizer trained offline on `corpus`, with `<image>`
-    added and `<unk>` as padding (the tiny model's, and the toyworld base's)."""
+    added and `<unk>` as padding (the tiny model's, and the toyworld base's).
+
+    `split_punctuation` learns no merge across punctuation, so "star." is "star" and ".", the
+    word's own token (the tokenizer then still splits text only at spaces, as Llama's does)."""
     specials = ["<unk>", "<s>", "</s>"]
     byte_pieces = [f"<0x{i:02X}>" for i in range(256)]
     bpe = Tokenizer(models.BPE(byte_fallback=True, unk_token="<unk>"))
     bpe.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first")
+    if split_punctuation:
+        bpe.pre_tokenizer = pre_tokenizers.Sequence(
+            [bpe.pre_tokenizer, pre_tokenizers.Punctuation()]
+        )
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size, special_tokens=specials + byte_pieces, show_progress=False
     )
@@ -176,7 +185,9 @@ def train_bpe_tokenizer(corpus: list[str], vocab_size: int) -> LlamaTokenizer:
     tokenizer = LlamaTokenizer(
         vocab=bpe.get_vocab(), merges=merges, legacy=False, add_bos_token=True
     )
-    tokenizer.add_tokens([AddedToken("<image>", special=True, normalized=False)], special_tokens=True)
+    tokenizer.add_tokens(
+        [AddedToken("<image>", special=True, normalized=False)], special_tokens=True
+    )
     tokenizer.pad_token = tokenizer.unk_token
     return tokenizer
 

@@ -100,7 +100,7 @@ def _photo(scene: Scene, rng: np.random.Generator) -> Image.Image:
     return Image.fromarray(render(scene, rng))
 
 
-def _subject_scene(
+def subject_scene(
     rng: np.random.Generator,
     look: Look,
     places: Sequence[str],
@@ -108,6 +108,8 @@ def _subject_scene(
     backgrounds: Sequence[str],
     distractors: list[Look],
 ) -> Scene:
+    """A photo of a subject of `look` at one of `places` (its first object), sized within
+    `radii`, with small `distractors` around it (also what the symbolic benchmark draws)."""
     size = "big" if rng.random() < SUBJECT_BIG else "small"
     sizes = [size] + ["small"] * len(distractors)
     for _ in range(100):
@@ -212,7 +214,7 @@ def _write(root: Path, seed: int) -> None:
         (folder / "test").mkdir()
         for index in range(TRAIN_PHOTOS):
             distractors = [random_look(rng, generic)] if index >= TRAIN_PHOTOS - 2 else []
-            scene = _subject_scene(
+            scene = subject_scene(
                 rng, look, TRAIN_PLACES, TRAIN_RADII, TRAIN_BACKGROUNDS, distractors
             )
             _photo(scene, rng).save(folder / "train" / f"{index}.png")
@@ -222,7 +224,7 @@ def _write(root: Path, seed: int) -> None:
                 random_look(rng, same_words) if rng.random() < 0.5 else random_look(rng, generic)
                 for _ in range(int(rng.integers(0, 3)))
             ]
-            scene = _subject_scene(
+            scene = subject_scene(
                 rng, look, TEST_PLACES, TEST_RADII, tuple(BACKGROUNDS), distractors
             )
             test_scenes.append(scene)
