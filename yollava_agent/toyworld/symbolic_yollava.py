@@ -358,7 +358,8 @@ def train_rows(
     slots = base.photo_slots(photos.train[0]) if slot_init else None
     first = base.first_id(name)
     inputs, outputs = base.initial_rows(config.seed, slots)
-    rows = _ConceptRows(_RowsStart(inputs, outputs), first)
+    tying = _Tying(bool(base.model.config.tie_word_embeddings))
+    rows = _ConceptRows(_RowsStart(inputs, outputs, tying), first)
     optimizer = torch.optim.AdamW(
         rows.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
     )
@@ -418,12 +419,20 @@ def train_rows(
     return rows, report
 
 
+@dataclass(frozen=True)
+class _Tying:
+    """What `_ConceptRows` reads from a concept's base: whether one set of rows serves both."""
+
+    tied_embeddings: bool
+
+
 @dataclass
 class _RowsStart:
-    """What `_ConceptRows` reads from a concept: its starting input and output rows."""
+    """What `_ConceptRows` reads from a concept: its starting input and output rows, its base."""
 
     input_embeddings: torch.Tensor
     output_embeddings: torch.Tensor
+    base: _Tying
 
 
 def mine(
