@@ -176,6 +176,11 @@ def test_yollava_on_a_symbolic_base_trains_only_the_concept_rows(tmp_path: Path)
     wide = TrainingConfig(num_hard_negatives=40, num_easy_negatives=0)
     hard = alikes(sy.mine(base, photos["bo"].train, pool, wide, hard=True))
     assert hard >= 4 * max(1, alikes(sy.mine(base, photos["bo"].train, pool, wide, hard=False)))
+    # Without look-alikes, mining finds none, and keeps every photo without bo's words.
+    kept = sy.without_look_alikes(photos["bo"].look, pool)
+    assert alikes([s for _, s in kept]) == 0 and hard > 0
+    assert len(kept) == len(pool) - alikes([s for _, s in pool])
+    assert alikes(sy.mine(base, photos["bo"].train, kept, wide, hard=True)) == 0
     start = base.initial_rows(0, base.photo_slots(photos["bo"].train[0]))
     rows, report = sy.train_rows(base, "bo", photos["bo"], negatives, config, slot_init=True)
     assert report["samples"] == 5 * config.turns_per_positive + 12 + 5 * 10

@@ -22,7 +22,8 @@ Methods, each asked "Is {c} in this photo?" and read from the first answer token
   `initial_concept`) or, for `-slot-init`, the latent rows from the slots of the first train
   photo. Negatives: hard (the pool photos nearest to the train photos, as CLIP similarity
   mines them; here an object's slot vector stands for its embedding) plus easy; `-no-hard` the
-  same number drawn at random.
+  same number drawn at random; `-no-look-alikes` mined the same way from candidates without any
+  photo of an object that shares the subject's words (its look-alikes and its pair-mate).
 
 Negatives at test time, reported apart: `others` (every other subject's test photos, the paper's
 protocol) and `look-alikes` (8 photos per subject of a same-word look-alike, one unnamed attribute
@@ -110,6 +111,8 @@ METHODS = (
     "trained-no-hard",
     "trained-slot-init",
     "trained-slot-init-no-hard",
+    "trained-no-look-alikes",
+    "trained-slot-init-no-look-alikes",
 )
 RECOGNITION_QUESTION = "Is {c} in this photo?"
 
@@ -459,6 +462,18 @@ def mine(
     return [pool[i][1] for i in chosen + [rest[j] for j in drawn]]
 
 
+def without_look_alikes(
+    look: Look, candidates: Sequence[tuple[str, Scene]]
+) -> list[tuple[str, Scene]]:
+    """The candidates in which no object shares `look`'s words without being it: no look-alike
+    (one unnamed attribute off) and no pair-mate (two off) is left to learn the difference from."""
+    return [
+        (label, scene)
+        for label, scene in candidates
+        if not any(o.look.words == look.words and o.look != look for o in scene.objects)
+    ]
+
+
 def _recognition_turns(
     prompt: str | None, subject: str, scenes: Sequence[Scene], reference: Scene | None
 ) -> list[Turn]:
@@ -529,9 +544,10 @@ def evaluate_method(
                 if n != name
                 for i, s in enumerate(photos[n].train)
             ]
-            negatives = mine(
-                base, item.train, others + list(pool), config, hard="no-hard" not in method
-            )
+            candidates = others + list(pool)
+            if "no-look-alikes" in method:
+                candidates = without_look_alikes(item.look, candidates)
+            negatives = mine(base, item.train, candidates, config, hard="no-hard" not in method)
             rows, report = train_rows(base, name, item, negatives, config, "slot-init" in method)
             subject = identifier_token(name)
             prompt = concept_prompt(name, config.num_latent_tokens)
