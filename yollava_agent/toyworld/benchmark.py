@@ -126,6 +126,19 @@ def subject_scene(
     raise RuntimeError(msg)
 
 
+def text_questions(subject: str, look: Look) -> tuple[tuple[str, str, tuple[str, ...]], ...]:
+    """The three text questions about a subject of `look`: (question, right answer, answers)."""
+    return (
+        (f"What colour is {subject}?", look.colour, tuple(COLOURS)),
+        (f"What shape is {subject}?", look.shape, SHAPES),
+        (
+            f"What pattern does {subject} have?",
+            PATTERN_NOUNS[look.pattern],
+            tuple(PATTERN_NOUNS.values()),
+        ),
+    )
+
+
 def _questions(
     look: Look, name: str, test_scenes: Sequence[Scene], rng: np.random.Generator
 ) -> list[dict[str, object]]:
@@ -139,15 +152,7 @@ def _questions(
 
     token = identifier_token(name)
     items: list[dict[str, object]] = []
-    for question, right, values in (
-        (f"What colour is {token}?", look.colour, tuple(COLOURS)),
-        (f"What shape is {token}?", look.shape, SHAPES),
-        (
-            f"What pattern does {token} have?",
-            PATTERN_NOUNS[look.pattern],
-            tuple(PATTERN_NOUNS.values()),
-        ),
-    ):
+    for question, right, values in text_questions(token, look):
         options, answer = pair(right, values)
         items.append({"question": question, "options": options, "answer": answer, "visual": False})
     for index, scene in enumerate(test_scenes[:2]):

@@ -278,11 +278,15 @@ def _recognition(rng: np.random.Generator, subject: str, present: bool) -> tuple
     return question.format(c=subject), answer.format(c=subject)
 
 
-def _presence(rng: np.random.Generator, looks: Sequence[Look]) -> Example:
-    scene = random_scene(rng, looks)
-    wanted = rng.random() < 0.5
-    # A short phrase for an absent look often names a present object too: draw again (a few
-    # times) so that yes and no stay about as frequent.
+def presence_target(
+    rng: np.random.Generator, scene: Scene, looks: Sequence[Look], wanted: bool
+) -> tuple[Look, tuple[str, ...], str, bool]:
+    """What a presence question asks about: a look (one of the scene's objects when `wanted`, a
+    near miss or a random look otherwise), which of its words the question names, that phrase,
+    and whether an object of the scene fits it.
+
+    A short phrase for an absent look often names a present object too: drawn again (a few
+    times) so that yes and no stay about as frequent."""
     for _ in range(8):
         target = scene.objects[int(rng.integers(len(scene.objects)))].look
         if not wanted:
@@ -294,6 +298,13 @@ def _presence(rng: np.random.Generator, looks: Sequence[Look]) -> Example:
         present = any(noun_phrase(o.look, parts) == phrase for o in scene.objects)
         if present == wanted:
             break
+    return target, parts, phrase, present
+
+
+def _presence(rng: np.random.Generator, looks: Sequence[Look]) -> Example:
+    scene = random_scene(rng, looks)
+    wanted = rng.random() < 0.5
+    _, _, phrase, present = presence_target(rng, scene, looks, wanted)
     if rng.random() < 0.25:
         question = f"Is there {phrase} in this photo?"
         text, letter = two_choice(

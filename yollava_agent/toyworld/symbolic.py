@@ -71,13 +71,13 @@ from transformers import AddedToken, AutoTokenizer, LlamaConfig, LlamaForCausalL
 
 from yollava_agent.tiny import train_bpe_tokenizer
 from yollava_agent.toyworld.language import (
-    PRESENCE_PARTS,
     article,
     made_up_name,
     main_attribute_answer,
     main_description,
     near_miss,
     noun_phrase,
+    presence_target,
     tokenizer_corpus,
     two_choice,
 )
@@ -192,17 +192,7 @@ def _yes_no(
 def _presence(rng: np.random.Generator, looks: Sequence[Look], max_objects: int) -> Turn:
     scene = random_scene(rng, looks, max_objects)
     wanted = rng.random() < 0.5
-    for _ in range(8):
-        target = scene.objects[int(rng.integers(len(scene.objects)))].look
-        if not wanted:
-            target = (
-                near_miss(rng, target, looks) if rng.random() < 0.7 else random_look(rng, looks)
-            )
-        parts = PRESENCE_PARTS[int(rng.integers(len(PRESENCE_PARTS)))]
-        phrase = noun_phrase(target, parts)
-        present = any(noun_phrase(o.look, parts) == phrase for o in scene.objects)
-        if present == wanted:
-            break
+    target, parts, phrase, present = presence_target(rng, scene, looks, wanted)
     question, answer = _yes_no(rng, phrase, present, 0.25)
     fields = {k: getattr(target, k) for k in _NAMED_FIELDS if k in parts}
     return Turn(

@@ -65,6 +65,7 @@ from yollava_agent.toyworld.benchmark import (
     TRAIN_PLACES,
     TRAIN_RADII,
     subject_scene,
+    text_questions,
 )
 from yollava_agent.toyworld.language import main_description
 from yollava_agent.toyworld.slots import slot_components, slot_vectors
@@ -79,9 +80,6 @@ from yollava_agent.toyworld.symbolic import (
 )
 from yollava_agent.toyworld.world import (
     BACKGROUNDS,
-    COLOURS,
-    PATTERN_NOUNS,
-    SHAPES,
     Look,
     Scene,
     generic_looks,
@@ -491,15 +489,7 @@ def _qa_turns(
 ) -> tuple[list[Turn], list[int]]:
     """The three text questions as two choices, and which option is right."""
     turns, answers = [], []
-    for question, right, values in (
-        (f"What colour is {subject}?", look.colour, tuple(COLOURS)),
-        (f"What shape is {subject}?", look.shape, SHAPES),
-        (
-            f"What pattern does {subject} have?",
-            PATTERN_NOUNS[look.pattern],
-            tuple(PATTERN_NOUNS.values()),
-        ),
-    ):
+    for question, right, values in text_questions(subject, look):
         wrong = [v for v in values if v != right]
         options = [right, wrong[int(rng.integers(len(wrong)))]]
         answer = int(rng.integers(2))
