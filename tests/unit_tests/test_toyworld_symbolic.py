@@ -186,6 +186,12 @@ def test_yollava_on_a_symbolic_base_trains_only_the_concept_rows(tmp_path: Path)
     assert report["samples"] == 5 * config.turns_per_positive + 12 + 5 * 10
     assert len(report["epoch_accuracies"]) == 2
     assert not torch.equal(rows.input_rows, start[0])
+    # The same training on a second copy of the base gives the same rows: nothing unseeded.
+    again, _ = sy.train_rows(
+        sy.ConceptBase(model, tokenizer, names), "bo", photos["bo"], negatives, config, True
+    )
+    assert torch.equal(again.input_rows, rows.input_rows)
+    assert torch.equal(again.output_rows, rows.output_rows)
     after = base.model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before), "the base must stay frozen"
     result = sy.evaluate_method(base, "reference", names, photos, pool, config, seed=0)
