@@ -261,6 +261,13 @@ class _AnswerThread:
     def cancel(self) -> None:
         self.cancelled.set()
 
+    def finish(self) -> None:
+        """Wait for the thread to end, once it has delivered its last event, the answer or the
+        failure (it only returns then): a process that exits while the thread is still unwinding
+        torch's thread state aborts ("terminate called without an active exception", measured:
+        6 of 12 runs of the streaming example)."""
+        self.thread.join()
+
     def _run(self) -> None:
         runtime = self.chat.runtime
         try:
@@ -634,7 +641,10 @@ class ChatYoLLaVA(BaseChatModel):
         answer.start()
         try:
             while True:
-                chunk, last = _chunk_of(events.get())
+                event = events.get()
+                if not isinstance(event, _Piece):
+                    answer.finish()
+                chunk, last = _chunk_of(event)
                 if run_manager and chunk.text:
                     run_manager.on_llm_new_token(chunk.text, chunk=chunk)
                 yield chunk
@@ -663,7 +673,10 @@ class ChatYoLLaVA(BaseChatModel):
         answer.start()
         try:
             while True:
-                chunk, last = _chunk_of(await events.get())
+                event = await events.get()
+                if not isinstance(event, _Piece):
+                    answer.finish()
+                chunk, last = _chunk_of(event)
                 if run_manager and chunk.text:
                     await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
                 yield chunk
