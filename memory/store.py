@@ -101,8 +101,14 @@ def _is_disk_failure(error: Exception) -> bool:
     return any(sign in text for sign in ("readonly", "read-only", "disk is full", "disk i/o"))
 
 
+def is_valid_user_id(user_id: object) -> bool:
+    """The one rule for user ids (store, tools, agent context): a non-empty string of at most
+    `MAX_USER_ID_LENGTH` characters."""
+    return isinstance(user_id, str) and bool(user_id.strip()) and len(user_id) <= MAX_USER_ID_LENGTH
+
+
 def _check_user(user_id: object) -> str:
-    if not isinstance(user_id, str) or not user_id.strip() or len(user_id) > MAX_USER_ID_LENGTH:
+    if not is_valid_user_id(user_id):
         msg = (
             f"User id {user_id!r} is not valid: give a non-empty string of at most "
             f"{MAX_USER_ID_LENGTH} characters."

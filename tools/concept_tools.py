@@ -52,7 +52,12 @@ from pydantic import (
 
 from yollava_agent.concept import validate_concept_name
 from yollava_agent.errors import UnknownConceptError, YoLLaVAError
-from yollava_agent.memory.store import MAX_USER_ID_LENGTH, ConceptRecord, ConceptStore
+from yollava_agent.memory.store import (
+    MAX_USER_ID_LENGTH,
+    ConceptRecord,
+    ConceptStore,
+    is_valid_user_id,
+)
 from yollava_agent.training.config import check_teach_photo_count
 from yollava_agent.tools.context import MissingUserError, user_id_from_context
 from yollava_agent.tools.queue import TrainingJob, TrainingQueue
@@ -175,7 +180,7 @@ class _ConceptTool(BaseTool):
     @field_validator("user_id")
     @classmethod
     def _check_user_id(cls, value: str) -> str:
-        if not value.strip() or len(value) > MAX_USER_ID_LENGTH:
+        if not is_valid_user_id(value):
             msg = (
                 f"user_id {value!r} is not valid: give a non-empty string of at most "
                 f"{MAX_USER_ID_LENGTH} characters."

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from yollava_agent.errors import YoLLaVAError
-from yollava_agent.memory.store import MAX_USER_ID_LENGTH
+from yollava_agent.memory.store import MAX_USER_ID_LENGTH, is_valid_user_id
 
 __all__ = ["ConceptMemoryContext", "MissingUserError", "user_id_from_context"]
 
@@ -56,7 +56,7 @@ def user_id_from_context(context: object) -> str:
             f"{type(context).__name__} has no user_id: {_HOW}"
         )
         raise MissingUserError(msg)
-    if not isinstance(user_id, str) or not user_id.strip() or len(user_id) > MAX_USER_ID_LENGTH:
+    if not is_valid_user_id(user_id):
         msg = (
             f"User id {user_id!r} in the agent's runtime context is not valid: give a non-empty "
             f"string of at most {MAX_USER_ID_LENGTH} characters. Nothing was run."
