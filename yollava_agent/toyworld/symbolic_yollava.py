@@ -95,7 +95,7 @@ from yollava_agent.training.data import (
     recognition_samples,
     text_samples,
 )
-from yollava_agent.training.trainer import _ConceptRows
+from yollava_agent.training.trainer import _ConceptRows, mean_start_rows
 
 logger = logging.getLogger(__name__)
 
@@ -232,13 +232,12 @@ class ConceptBase:
         self, seed: int, slots: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The trainer's start (mean base row plus seeded noise), latent inputs from `slots`."""
-        generator = torch.Generator().manual_seed(seed)
-        rows = []
-        k = BENCHMARK_TRAINING.num_latent_tokens
-        for weight in (self.model.get_input_embeddings().weight, self.model.lm_head.weight):
-            base = weight[: self.base_vocab].detach().float()
-            noise = torch.randn((k + 1, base.shape[1]), generator=generator)
-            rows.append(base.mean(0) + noise * base.std(0) * 0.1)
+        rows = mean_start_rows(
+            (self.model.get_input_embeddings().weight, self.model.lm_head.weight),
+            self.base_vocab,
+            BENCHMARK_TRAINING.num_latent_tokens + 1,
+            seed,
+        )
         if slots is not None:
             rows[0][1:] = slots
         return rows[0], rows[1]

@@ -110,18 +110,29 @@ def check_new_concept_name(runtime: LlavaRuntime, name: str, num_latent_tokens: 
     validate_concept_name(name, runtime.base_vocabulary, num_latent_tokens, runtime.model_id)
 
 
+def mean_start_rows(
+    weights: Sequence[torch.Tensor], vocab_size: int, count: int, seed: int
+) -> list[torch.Tensor]:
+    """For each matrix, `count` rows of its first `vocab_size` rows' mean plus small noise (a
+    tenth of their spread), all drawn from one generator seeded with `seed`."""
+    generator = torch.Generator().manual_seed(seed)
+    rows = []
+    for weight in weights:
+        base = weight[:vocab_size].detach().float().cpu()
+        noise = torch.randn((count, base.shape[1]), generator=generator)
+        rows.append(base.mean(0) + noise * base.std(0) * 0.1)
+    return rows
+
+
 def initial_concept(runtime: LlavaRuntime, name: str, num_latent_tokens: int, seed: int) -> Concept:
     """Rows to start from: the mean base row plus small seeded noise, for inputs and outputs
     (one set for both on a tied base)."""
-    generator = torch.Generator().manual_seed(seed)
-    rows = []
-    for weight in (
-        runtime.model.get_input_embeddings().weight,
-        runtime.model.get_output_embeddings().weight,
-    ):
-        base = weight[: runtime.base.vocab_size].detach().float().cpu()
-        noise = torch.randn((num_latent_tokens + 1, base.shape[1]), generator=generator)
-        rows.append(base.mean(0) + noise * base.std(0) * 0.1)
+    rows = mean_start_rows(
+        (runtime.model.get_input_embeddings().weight, runtime.model.get_output_embeddings().weight),
+        runtime.base.vocab_size,
+        num_latent_tokens + 1,
+        seed,
+    )
     inputs, outputs = rows[0], rows[0] if runtime.tied_embeddings else rows[1]
     return Concept(name=name, input_embeddings=inputs, output_embeddings=outputs, base=runtime.base)
 
