@@ -540,7 +540,7 @@ class Encoded:
 
     input_ids: list[int]
     components: np.ndarray
-    """(len(input_ids), 7) slot component ids, -1 outside slots."""
+    """(len(input_ids), 8) slot component ids, -1 outside slots."""
     answer_start: int
     gather: list[int]
     point: list[int]
