@@ -200,9 +200,9 @@ def write_dataset(root: Path, seed: int = 0) -> Path:
 
 def _write(root: Path, seed: int) -> None:
     rng = np.random.default_rng(seed)
-    generic = generic_looks()
+    generic = generic_looks(seed)
     generic_set = set(generic)
-    subject_looks = subjects()
+    subject_looks = subjects(seed)
     alikes = {
         name: [a for a in look_alikes(look) if a in generic_set]
         for name, look in subject_looks.items()

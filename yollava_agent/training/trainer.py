@@ -390,7 +390,7 @@ def train_concept(
             answers = describe_photos(runtime, positives, questions, config.attribute_answer_tokens)
             report.phase_seconds["describe"] = time.monotonic() - started
             latent_rows = None
-            if config.latent_init == "image":
+            if config.latent_init == "image" and config.num_latent_tokens:
                 photos = [photo for _, photo in positives]
                 latent_rows = image_token_rows(runtime, photos, config.num_latent_tokens, config.seed)
             initial = initial_concept(
