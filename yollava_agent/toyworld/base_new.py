@@ -36,7 +36,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from transformers import (
-    AutoTokenizer,
     LlavaConfig,
     LlavaForConditionalGeneration,
     LlavaProcessor,
@@ -201,10 +200,12 @@ def fine_tune_on_photos(
     learning_rate: float,
     seed: int,
     eval_every: int,
-    log_path: Path,
+    out: Path,
 ) -> list[dict]:
     """End-to-end fine-tuning on rendered photos (every task of `skills.TASK_WEIGHTS`): language
-    model and projector at `learning_rate`, the tower at a tenth; returns the log."""
+    model and projector at `learning_rate`, the tower at a tenth; returns the log. Every
+    `eval_every` steps the held-out photo accuracy goes to `out/photo-log.jsonl` and the run to
+    `out/photo-checkpoint.pt`, from which the same call resumes."""
     tower = list(model.model.vision_tower.parameters())
     tower_ids = {id(p) for p in tower}
     rest = [p for p in model.parameters() if id(p) not in tower_ids]
@@ -221,10 +222,21 @@ def fine_tune_on_photos(
     looks = generic_looks()
     rng = np.random.default_rng(seed)
     log: list[dict] = []
+    first, minutes_before = 1, 0.0
+    checkpoint_path = out / "photo-checkpoint.pt"
+    if checkpoint_path.exists():
+        state = torch.load(checkpoint_path, weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        rng.bit_generator.state = state["rng"]
+        torch.set_rng_state(state["torch_rng"])
+        log, first, minutes_before = state["log"], state["step"] + 1, state["minutes"]
+        logger.warning("Resumed %s at photo step %d", out, state["step"])
     sums: dict[str, float] = defaultdict(float)
     started = time.monotonic()
     model.train()
-    for step in range(1, steps + 1):
+    for step in range(first, steps + 1):
         turns = [skills.skill_turn(rng, looks) for _ in range(batch_size)]
         items = [encoder.encode(t) for t in turns]
         batch = photo_batch(items, turns, rng, tokenizer.pad_token_id)
@@ -240,16 +252,29 @@ def fine_tune_on_photos(
             counted = eval_every if step % eval_every == 0 else step % eval_every
             record = {
                 "step": step,
-                "minutes": round((time.monotonic() - started) / 60, 2),
+                "minutes": round(minutes_before + (time.monotonic() - started) / 60, 2),
                 **{f"loss_{k}": round(v / counted, 4) for k, v in sums.items()},
                 "accuracy": photo_accuracy(model, tokenizer, 100, seed + 7),
             }
             model.train()
             sums.clear()
             log.append(record)
-            with log_path.open("a") as handle:
+            with (out / "photo-log.jsonl").open("a") as handle:
                 handle.write(json.dumps(record) + "\n")
             logger.warning("photo step %d %.1f min %s", step, record["minutes"], record["accuracy"])
+            symbolic._atomic_save(
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "schedule": schedule.state_dict(),
+                    "rng": rng.bit_generator.state,
+                    "torch_rng": torch.get_rng_state(),
+                    "step": step,
+                    "minutes": record["minutes"],
+                    "log": log,
+                },
+                checkpoint_path,
+            )
     model.eval()
     return log
 
@@ -316,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
             args.photo_learning_rate,
             args.seed,
             args.eval_every,
-            args.out / "photo-log.jsonl",
+            args.out,
         )
     _rounded(model)
     final = photo_accuracy(model, tokenizer, args.eval_per_task, PHOTO_EVAL_SEED)

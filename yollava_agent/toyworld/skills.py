@@ -60,8 +60,6 @@ from yollava_agent.toyworld.language import (
 from yollava_agent.toyworld.slots import PLACE_TOKENS, slot_scale
 from yollava_agent.toyworld.symbolic import (
     IMAGE_TOKEN,
-    SUPERVISED_HEAD,
-    SUPERVISED_LAYERS,
     Encoded,
     Encoder,
     Turn,
