@@ -144,6 +144,7 @@ class PhotoBank:
         self.photos = np.zeros((size, IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
         self.components: np.ndarray | None = None
         self.labels = np.zeros((size, SLOTS, len(FACTORS)), dtype=np.int64)
+        self.owners = np.zeros((size, SLOTS), dtype=np.int64)
         for index in range(size):
             self._draw(index)
 
@@ -158,6 +159,7 @@ class PhotoBank:
         self.photos[index] = render(scene, self.rng)
         self.components[index] = components
         self.labels[index] = patch_labels(scene, owners)
+        self.owners[index] = owners
 
     def refresh(self, count: int) -> None:
         for index in self.rng.choice(len(self), size=count, replace=False):
@@ -315,6 +317,42 @@ def probe_accuracy(tokens: torch.Tensor, labels: torch.Tensor, fit_share: float 
     return result
 
 
+def object_tokens(
+    tokens: torch.Tensor, labels: torch.Tensor, owners: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(objects, hidden) the mean image token of each object of each photo, what the language
+    model's pointer head reads when it attends to an object's slots, and (objects, factors) its
+    labels (the owner's attributes; IGNORE where a factor does not apply)."""
+    means, rows = [], []
+    for photo in range(len(tokens)):
+        for owner in sorted(set(owners[photo].tolist()) - {-1}):
+            mask = owners[photo] == owner
+            means.append(tokens[photo][mask].mean(0))
+            rows.append(labels[photo][mask][0])
+    return torch.stack(means), torch.stack(rows)
+
+
+@torch.enable_grad()
+def object_probe_accuracy(
+    tokens: torch.Tensor, labels: torch.Tensor, owners: torch.Tensor, fit_share: float = 0.7
+) -> dict[str, float]:
+    """Per object factor: a linear probe on each object's mean image token (`object_tokens`),
+    fitted on the first `fit_share` of the photos' objects, its accuracy on the rest."""
+    split = int(len(tokens) * fit_share)
+    fit_x, fit_y = object_tokens(tokens[:split], labels[:split], owners[:split])
+    test_x, test_y = object_tokens(tokens[split:], labels[split:], owners[split:])
+    result = {}
+    for k, (name, values) in enumerate(FACTORS.items()):
+        if name == "background":
+            continue
+        fit_rows, test_rows = fit_y[:, k] != IGNORE, test_y[:, k] != IGNORE
+        probe = fit_probe(fit_x[fit_rows].detach(), fit_y[fit_rows][:, k], len(values))
+        with torch.no_grad():
+            predicted = probe(test_x[test_rows]).argmax(-1)
+        result[name] = round(float((predicted == test_y[test_rows][:, k]).float().mean()), 4)
+    return result
+
+
 @torch.inference_mode()
 def head_accuracy(eye: Eye, features: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
     flat = features.reshape(-1, features.shape[-1])
@@ -404,6 +442,9 @@ def train_eye(out: Path, language_model: Path, config: EyeConfig, max_minutes: f
                 ),
                 "heads": head_accuracy(eye, features, labels),
                 "probes": probe_accuracy(tokens, labels),
+                "object_probes": object_probe_accuracy(
+                    tokens, labels, torch.from_numpy(held_out.owners)
+                ),
             }
             eye.train()
             with (out / "log.jsonl").open("a") as log:

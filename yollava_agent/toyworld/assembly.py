@@ -7,7 +7,7 @@ image tokens) and a language model (`skills.py`, a Llama that reads those slots)
 back with `load_llava(folder)` like any checkpoint: the product's prompts, concept injection,
 trainer and scoring run on it unchanged.
 
-`python -m yollava_agent.toyworld.base OUT --eye EYE --language-model LM` assembles it,
+`python -m yollava_agent.toyworld.assembly OUT --eye EYE --language-model LM` assembles it,
 measures every task on rendered photos (`photo_accuracy`: the turns of `skills.py`, the photos
 through the tower), optionally fine-tunes it end to end on photos (`--photo-steps`: the language
 model and projector at the given learning rate, the tower at a tenth, the same losses and
@@ -22,6 +22,7 @@ language model's slots, so the two are meant to fit as they are), or keep the ey
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import logging
 import math
@@ -201,6 +202,7 @@ def fine_tune_on_photos(
     seed: int,
     eval_every: int,
     out: Path,
+    eval_per_task: int = 100,
 ) -> list[dict]:
     """End-to-end fine-tuning on rendered photos (every task of `skills.TASK_WEIGHTS`): language
     model and projector at `learning_rate`, the tower at a tenth; returns the log. Every
@@ -254,7 +256,7 @@ def fine_tune_on_photos(
                 "step": step,
                 "minutes": round(minutes_before + (time.monotonic() - started) / 60, 2),
                 **{f"loss_{k}": round(v / counted, 4) for k, v in sums.items()},
-                "accuracy": photo_accuracy(model, tokenizer, 100, seed + 7),
+                "accuracy": photo_accuracy(model, tokenizer, eval_per_task, seed + 7),
             }
             model.train()
             sums.clear()
@@ -285,8 +287,9 @@ def write_base(model: LlavaForConditionalGeneration, tokenizer: object, folder: 
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
-        model.half().save_pretrained(staging)
-        model.float()
+        # A half copy: `model.half()` would also round the rotary frequencies in place, which
+        # loading recomputes in float32, so the caller's model would no longer be the written one.
+        copy.deepcopy(model).half().save_pretrained(staging)
         build_processor(tokenizer).save_pretrained(staging)
         (staging / "training.json").write_text(json.dumps(report, indent=1))
         if folder.exists():
