@@ -59,6 +59,8 @@ from yollava_agent.toyworld.world import IMAGE_SIZE, generic_looks, render
 
 logger = logging.getLogger(__name__)
 
+MIXES = {"skills": skills.TASK_WEIGHTS, "symbolic": symbolic.TASK_WEIGHTS}
+"""Task mixes of the photo fine-tune: every task, or the symbolic base's own (recognition first)."""
 PHOTO_EVAL_SEED = 21
 PHOTO_EVAL_PER_TASK = 200
 
@@ -203,9 +205,11 @@ def fine_tune_on_photos(
     eval_every: int,
     out: Path,
     eval_per_task: int = 100,
+    mix: Mapping[str, float] = skills.TASK_WEIGHTS,
 ) -> list[dict]:
-    """End-to-end fine-tuning on rendered photos (every task of `skills.TASK_WEIGHTS`): language
-    model and projector at `learning_rate`, the tower at a tenth; returns the log. Every
+    """End-to-end fine-tuning on rendered photos, turns drawn with `mix` (default: every task of
+    `skills.TASK_WEIGHTS`; `MIXES`): language model and projector at `learning_rate`, the tower
+    at a tenth; returns the log. Every
     `eval_every` steps the held-out photo accuracy goes to `out/photo-log.jsonl` and the run to
     `out/photo-checkpoint.pt`, from which the same call resumes."""
     tower = list(model.model.vision_tower.parameters())
@@ -239,7 +243,7 @@ def fine_tune_on_photos(
     started = time.monotonic()
     model.train()
     for step in range(first, steps + 1):
-        turns = [skills.skill_turn(rng, looks) for _ in range(batch_size)]
+        turns = [skills.skill_turn(rng, looks, mix=mix) for _ in range(batch_size)]
         items = [encoder.encode(t) for t in turns]
         batch = photo_batch(items, turns, rng, tokenizer.pad_token_id)
         loss, parts = photo_loss(model, batch, 1.0)
@@ -316,6 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--photo-steps", type=int, default=0)
     parser.add_argument("--photo-batch", type=int, default=32)
     parser.add_argument("--photo-learning-rate", type=float, default=3e-4)
+    parser.add_argument("--photo-mix", choices=sorted(MIXES), default="skills")
     parser.add_argument("--eval-every", type=int, default=250)
     parser.add_argument("--eval-per-task", type=int, default=PHOTO_EVAL_PER_TASK)
     parser.add_argument("--seed", type=int, default=0)
@@ -345,6 +350,7 @@ def main(argv: list[str] | None = None) -> int:
             args.seed,
             args.eval_every,
             args.out,
+            mix=MIXES[args.photo_mix],
         )
     _rounded(model)
     final = photo_accuracy(model, tokenizer, args.eval_per_task, PHOTO_EVAL_SEED)
@@ -359,6 +365,7 @@ def main(argv: list[str] | None = None) -> int:
             "steps": args.photo_steps,
             "batch": args.photo_batch,
             "learning_rate": args.photo_learning_rate,
+            "mix": args.photo_mix,
             "log": photo_log,
         },
         "photo_accuracy_assembled": assembled,
