@@ -446,3 +446,22 @@ def test_cli_eval_needs_a_dataset_or_a_benchmark_and_not_both(tmp_path: Path, ca
     assert f"makes its own dataset; drop '{tmp_path}'" in capsys.readouterr().err
     assert cli_main(["eval", "--benchmark", "toyworld", "--epochs", "3"]) == 1
     assert "--epochs do not apply to --benchmark toyworld" in capsys.readouterr().err
+
+
+def test_ablation_curves_train_with_fewer_photos_and_tokens(report_files, runtime, tmp_path: Path) -> None:
+    from yollava_agent.toyworld.ablation import run_ablations, write_ablation
+
+    report, _ = report_files
+    config = EvalConfig(
+        methods=["trained"], training=FAST, clip=TINY_CLIP, cache_dir=tmp_path / "cache"
+    )
+    curves = run_ablations(build_dataset(tmp_path / "ds"), runtime, config, report, ["ann"], False)
+    assert list(curves["train_photos"]) == ["1", "3", "5"]
+    assert list(curves["latent_tokens"]) == ["0", "4", "16"]
+    full = report.result("trained", "ann").weighted
+    assert curves["train_photos"]["5"] == curves["latent_tokens"]["16"] == pytest.approx(full, abs=1e-4)
+    assert all(0.0 <= v <= 1.0 for curve in ("train_photos", "latent_tokens") for v in curves[curve].values())
+    paths = write_ablation(curves, tmp_path / "out")
+    assert json.loads(paths["ablation"].read_text()) == curves
+    with Image.open(paths["ablation_chart"]) as chart:
+        assert chart.format == "PNG" and len(chart.getcolors(maxcolors=100_000) or []) > 5
