@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -446,6 +447,26 @@ def test_cli_eval_needs_a_dataset_or_a_benchmark_and_not_both(tmp_path: Path, ca
     assert f"makes its own dataset; drop '{tmp_path}'" in capsys.readouterr().err
     assert cli_main(["eval", "--benchmark", "toyworld", "--epochs", "3"]) == 1
     assert "--epochs do not apply to --benchmark toyworld" in capsys.readouterr().err
+    assert cli_main(["eval", str(tmp_path), "--base", "photos"]) == 1
+    assert "--base photos chooses the base of --benchmark toyworld" in capsys.readouterr().err
+    assert cli_main(["eval", str(tmp_path), "--ablation", "bo"]) == 1
+    assert "--ablation draws the toyworld benchmark's curves" in capsys.readouterr().err
+
+
+def test_a_toyworld_base_is_a_name_or_a_saved_llava_and_brings_its_recipe(tmp_path: Path) -> None:
+    from yollava_agent.toyworld import benchmark as bench
+
+    assert bench.base_folder("photos") == bench.WEIGHTS_DIR / "photos"
+    with pytest.raises(ValueError, match=r"'nowhere' is neither a toyworld base \(photos, first\)"):
+        bench.base_folder("nowhere")
+    folder = tmp_path / "llava"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    assert bench.benchmark_training(folder, seed=3) == replace(bench.BENCHMARK_TRAINING, seed=3)
+    (folder / "training.json").write_text(json.dumps({"eye": {}}))
+    photos = bench.benchmark_training(folder, seed=3)
+    assert photos == bench.benchmark_training("photos", seed=3)
+    assert (photos.learning_rate, photos.latent_init, photos.seed) == (0.05, "image", 3)
 
 
 def test_ablation_curves_train_with_fewer_photos_and_tokens(report_files, runtime, tmp_path: Path) -> None:

@@ -2,16 +2,19 @@
 
 `assemble` builds one `LlavaForConditionalGeneration` from an eye run (`eye.py`: a
 `CLIPVisionModel` and a llava-1.5 projector trained to put the language model's own slots at the
-image tokens) and a language model (`skills.py`, a Llama that reads those slots), with a
+image tokens) and a language model that reads those slots (`symbolic.py`'s base, or one
+continued by `skills.py`), with a
 `LlavaProcessor` over the language model's tokenizer and llava-1.5's chat template. It loads
 back with `load_llava(folder)` like any checkpoint: the product's prompts, concept injection,
 trainer and scoring run on it unchanged.
 
 `python -m yollava_agent.toyworld.assembly OUT --eye EYE --language-model LM` assembles it,
 measures every task on rendered photos (`photo_accuracy`: the turns of `skills.py`, the photos
-through the tower), optionally fine-tunes it end to end on photos (`--photo-steps`: the language
-model and projector at the given learning rate, the tower at a tenth, the same losses and
-supervised heads as the symbolic stages), and writes OUT/llava (half precision) with
+through the tower), optionally fine-tunes it end to end on photos (`--photo-steps`, resumable
+from OUT/photo-checkpoint.pt: the language model and projector at the given learning rate, the
+tower at a tenth, the same losses and supervised heads as the symbolic stages, every task of
+`skills.py` by default, which is where the base first meets counting, attributes, places and
+several reference photos), and writes OUT/llava (half precision) with
 `training.json`: the settings, every stage's log and the photo accuracy of the written weights.
 
 Chosen not to: train anything here when `--photo-steps` is 0 (the eye is regressed onto the

@@ -17,9 +17,9 @@ plus the ones the benchmark and the product need (`SKILLS`), in the product's ph
   photo?", "Where is dax in the last photo?", or, without a query photo, "dax is in these
   photos. What colour is dax?": the `reference` method, the paper's image-prompting baseline.
 
-The three supervised heads of `symbolic.py` keep their roles: gather (what is asked: words, or the
-reference photos' object slots), point (the object asked about, or the sink when nothing
-matches), choice (the right option of a two-choice turn). Training, held-out accuracy and export
+The two supervised heads of `symbolic.py` keep their roles: gather (what is asked: words, or the
+reference photos' object slots) and point (the object asked about, or the sink when nothing
+matches). `assembly.py` trains these tasks on rendered photos; here they train on slots. Training, held-out accuracy and export
 follow `symbolic.py` (same losses, `checkpoint.pt` / `log.jsonl`, a restarted run resumes);
 `--export FOLDER` writes a half-precision Llama with `training.json`.
 
