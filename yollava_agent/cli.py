@@ -258,7 +258,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, Any]:
     )
     eval_parser.add_argument(
         "--base", metavar="BASE",
-        help="with --benchmark toyworld: its base, 'photos' (default), 'first' or a saved LLaVA folder",
+        help="with --benchmark toyworld: its base, 'photos' (the committed one, default) or a saved LLaVA folder",
     )
     eval_parser.add_argument(
         "--ablation", nargs="+", metavar="NAME",

@@ -457,7 +457,7 @@ def test_a_toyworld_base_is_a_name_or_a_saved_llava_and_brings_its_recipe(tmp_pa
     from yollava_agent.toyworld import benchmark as bench
 
     assert bench.base_folder("photos") == bench.WEIGHTS_DIR / "photos"
-    with pytest.raises(ValueError, match=r"'nowhere' is neither a toyworld base \(photos, first\)"):
+    with pytest.raises(ValueError, match=r"'nowhere' is neither a toyworld base \(photos\)"):
         bench.base_folder("nowhere")
     folder = tmp_path / "llava"
     folder.mkdir()

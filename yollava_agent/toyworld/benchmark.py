@@ -256,18 +256,19 @@ def default_benchmark_dir(seed: int = 0) -> Path:
     return data_home() / "benchmarks" / f"{BENCHMARK_NAME}-v{DATASET_VERSION}-seed{seed}"
 
 
-BASES = {"photos": WEIGHTS_DIR / "photos", "first": WEIGHTS_DIR / "llava"}
-"""The committed toyworld bases: `photos` (`assembly.py`: an eye whose image tokens are the
-symbolic base's soft words), and `first` (`train.py`: the first base, which copies words from
-text but barely reads photos; kept so that its README numbers can be reproduced)."""
+BASES = {"photos": WEIGHTS_DIR / "photos"}
+"""The committed toyworld base: `photos` (`assembly.py`: an eye whose image tokens are the
+symbolic base's soft words, fine-tuned on photos). A base `train.py` writes (the first base,
+which copied words from text but barely read photos) is given as a folder."""
 DEFAULT_BASE = "photos"
 BASE_RECIPES: dict[str, dict[str, object]] = {
     "photos": {"learning_rate": 0.05, "latent_init": "image"},
     "first": {},
 }
-"""What each base changes in `BENCHMARK_TRAINING`. The photos base's word rows are ~11 long
-(std 1.0, where a real LLaVA's are ~0.02): at 1e-3 concept rows hardly move in 15 epochs, so it
-trains at 0.05, and its latent rows start at its photos' image tokens (measured: see README)."""
+"""What each kind of base changes in `BENCHMARK_TRAINING`. The photos base's word rows are ~11
+long (std 1.0, where a real LLaVA's are ~0.02): at 1e-3 concept rows hardly move in 15 epochs,
+so it trains at 0.05, and its latent rows start at its photos' image tokens (measured: README).
+A `train.py` base ("first") trains with the recipe as it is."""
 
 
 def clip_config(weights: Path = WEIGHTS_DIR) -> ClipConfig:
@@ -300,9 +301,8 @@ def load_base(base: str | Path = DEFAULT_BASE) -> LlavaRuntime:
 def benchmark_training(base: str | Path, seed: int) -> TrainingConfig:
     """`BENCHMARK_TRAINING` as `base` trains (`BASE_RECIPES`; a folder: the photos recipe when it
     holds an assembled base, whose `training.json` records an eye), seeded with `seed`."""
-    if not (isinstance(base, str) and base in BASE_RECIPES):
-        base = "photos" if is_assembled(base) else "first"
-    return replace(BENCHMARK_TRAINING, seed=seed, **BASE_RECIPES[base])
+    kind = "photos" if is_assembled(base) else "first"
+    return replace(BENCHMARK_TRAINING, seed=seed, **BASE_RECIPES[kind])
 
 
 @dataclass
