@@ -64,6 +64,18 @@ def test_an_eye_run_logs_probes_per_factor_and_resumes(eye_run: Path) -> None:
     assert any(moved), "the resumed run did not train"
 
 
+def test_the_probe_report_covers_every_factor_per_token_object_and_size(eye_run: Path) -> None:
+    assert eye.main([str(eye_run), "--probe"]) == 0
+    report = json.loads((eye_run / "probes.json").read_text())
+    assert report["photos"] == eye.PROBE_PHOTOS and report["step"] >= 2
+    assert set(report["token_probes"]) == set(eye.FACTORS)
+    objects = set(eye.FACTORS) - {"background"}
+    assert set(report["object_probes"]) == set(report["object_probes_by_size"]) == objects
+    assert all(set(v) == set(eye.FACTORS["size"]) for v in report["object_probes_by_size"].values())
+    with pytest.raises(SystemExit, match="Name the frozen language model"):
+        eye.main([str(eye_run)])
+
+
 def test_an_objects_token_is_the_mean_of_the_tokens_it_owns() -> None:
     tokens = torch.arange(2 * SLOTS * 2, dtype=torch.float32).reshape(2, SLOTS, 2)
     owners = torch.full((2, SLOTS), -1)

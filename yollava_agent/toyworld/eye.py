@@ -475,11 +475,53 @@ def train_eye(out: Path, language_model: Path, config: EyeConfig, max_minutes: f
     return record
 
 
+PROBE_PHOTOS = 3000
+PROBE_SEED = 10**6 + 5
+
+
+def probe_report(out: Path, photos: int = PROBE_PHOTOS, seed: int = PROBE_SEED) -> dict:
+    """The gate's probes of a run's eye on `photos` fresh held-out photos: per token, per object
+    (its mean token), and per object split by size (small objects bound shape and rim)."""
+    from yollava_agent.toyworld.assembly import load_eye
+
+    eye, state = load_eye(out)
+    _, _, ids = language_model_rows(Path(state["language_model"]))
+    bank = PhotoBank(photos, ids, seed)
+    _, tokens = project(eye, bank)
+    labels, owners = torch.from_numpy(bank.labels), torch.from_numpy(bank.owners)
+    split = int(photos * 0.7)
+    fit_x, fit_y = object_tokens(tokens[:split], labels[:split], owners[:split])
+    test_x, test_y = object_tokens(tokens[split:], labels[split:], owners[split:])
+    names = list(FACTORS)
+    by_size: dict[str, dict[str, float]] = {}
+    for name in FACTORS:
+        if name == "background":
+            continue
+        k = names.index(name)
+        fit_rows, test_rows = fit_y[:, k] != IGNORE, test_y[:, k] != IGNORE
+        with torch.enable_grad():
+            probe = fit_probe(fit_x[fit_rows], fit_y[fit_rows][:, k], len(FACTORS[name]))
+        with torch.no_grad():
+            right = probe(test_x).argmax(-1) == test_y[:, k]
+        by_size[name] = {
+            size: round(float(right[test_rows & (test_y[:, names.index("size")] == i)].float().mean()), 4)
+            for i, size in enumerate(FACTORS["size"])
+        }
+    return {
+        "step": state["step"],
+        "photos": photos,
+        "seed": seed,
+        "token_probes": probe_accuracy(tokens, labels),
+        "object_probes": object_probe_accuracy(tokens, labels, owners),
+        "object_probes_by_size": by_size,
+    }
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path, help="folder for checkpoint.pt and log.jsonl")
     parser.add_argument(
-        "--language-model", type=Path, required=True, help="the frozen language model's folder"
+        "--language-model", type=Path, help="the frozen language model's folder (to train)"
     )
     defaults = EyeConfig()
     for name, value in asdict(defaults).items():
@@ -487,6 +529,9 @@ def build_parser() -> argparse.ArgumentParser:
         parser.add_argument(f"--{name.replace('_', '-')}", type=kind, default=value)
     parser.add_argument("--max-minutes", type=float, default=None, help="stop after this long")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest here)")
+    parser.add_argument(
+        "--probe", action="store_true", help="write OUT/probes.json for the run's eye, train nothing"
+    )
     return parser
 
 
@@ -494,6 +539,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
+    if args.probe:
+        report = probe_report(args.out)
+        (args.out / "probes.json").write_text(json.dumps(report, indent=1))
+        logger.warning("Probes of %s: %s", args.out, report)
+        return 0
+    if args.language_model is None:
+        msg = "Name the frozen language model to train against with --language-model FOLDER."
+        raise SystemExit(msg)
     config = EyeConfig(**{name: getattr(args, name) for name in asdict(EyeConfig())})
     train_eye(args.out, args.language_model, config, args.max_minutes)
     return 0
