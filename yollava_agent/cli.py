@@ -134,6 +134,12 @@ def _eval(args: argparse.Namespace) -> int:
     if args.dataset is None:
         msg = "Name a dataset folder (yollava eval DATASET) or a benchmark (--benchmark toyworld)."
         raise YoLLaVAError(msg)
+    if args.ablation:
+        msg = "--ablation draws the toyworld benchmark's curves; add --benchmark toyworld."
+        raise YoLLaVAError(msg)
+    if args.base is not None:
+        msg = f"--base {args.base} chooses the base of --benchmark toyworld; for a dataset, name the model with --model."
+        raise YoLLaVAError(msg)
     # A broken dataset or setting fails before the model loads.
     dataset = load_dataset(args.dataset)
     config = EvalConfig(
@@ -160,7 +166,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _benchmark(args: argparse.Namespace) -> int:
-    from yollava_agent.toyworld.benchmark import generic_markdown, run_benchmark
+    from yollava_agent.toyworld.benchmark import DEFAULT_BASE, generic_markdown, run_benchmark
 
     if args.dataset is not None:
         msg = f"--benchmark {args.benchmark} makes its own dataset; drop {str(args.dataset)!r}."
@@ -173,7 +179,14 @@ def _benchmark(args: argparse.Namespace) -> int:
         )
         raise YoLLaVAError(msg)
     out = args.out if args.out is not None else Path(f"eval-{args.benchmark}")
-    report, generic, paths = run_benchmark(out, args.concepts, args.methods, args.seed)
+    report, generic, paths = run_benchmark(
+        out,
+        args.concepts,
+        args.methods,
+        args.seed,
+        base=args.base or DEFAULT_BASE,
+        ablation=args.ablation or (),
+    )
     _write(summary_table(report) + "\n\n")
     if generic is not None:
         _write(generic_markdown(generic) + "\n\n")
@@ -242,6 +255,15 @@ def build_parser() -> tuple[argparse.ArgumentParser, Any]:
     eval_parser.add_argument(
         "--benchmark", choices=["toyworld"],
         help="run a built-in benchmark instead: its dataset, base model, CLIP and recipe",
+    )
+    eval_parser.add_argument(
+        "--base", metavar="BASE",
+        help="with --benchmark toyworld: its base, 'photos' (the committed one, default) or a saved LLaVA folder",
+    )
+    eval_parser.add_argument(
+        "--ablation", nargs="+", metavar="NAME",
+        help="with --benchmark toyworld: also draw the paper's ablation curves (train photos "
+        "1/3/5, latent tokens 0/4/16) on these subjects",
     )
     eval_parser.add_argument(
         "--concepts", nargs="+", metavar="NAME",

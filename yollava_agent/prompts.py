@@ -45,14 +45,18 @@ def escape_special_tokens(text: str, special_tokens: Collection[str], keep: Coll
 
 
 def concept_prompt(name: str, num_latent_tokens: int) -> str:
-    """The Yo'LLaVA concept prompt: `<bo> is <bo_1>...<bo_k>.`"""
+    """The Yo'LLaVA concept prompt: `<bo> is <bo_1>...<bo_k>.`; with no latent tokens (the
+    paper's k=0 ablation) there is none: only the identifier, wherever the question names it."""
+    if num_latent_tokens == 0:
+        return ""
     return f"{identifier_token(name)} is {''.join(latent_tokens(name, num_latent_tokens))}."
 
 
 def active_concept_prompt(active: ActiveConcept) -> str:
     """What one active concept adds to the user turn: tokens when trained, else words; then facts."""
     if active.concept is not None:
-        parts = [concept_prompt(active.name, active.concept.num_latent_tokens)]
+        prompt = concept_prompt(active.name, active.concept.num_latent_tokens)
+        parts = [prompt] if prompt else []
         subject = identifier_token(active.name)
     else:
         description = active.description.strip().rstrip(".")
@@ -80,6 +84,8 @@ def insert_prompt_text(turn: Turn, text: str) -> Turn:
     a newline between them, LLaVA-NeXT's Mistral and OneVision's templates nothing at all), and
     one block reads `<bo> is ... . Is <bo> here?` in every one of them.
     """
+    if not text:
+        return dict(turn)
     content = list(turn["content"])
     after_images = max((i + 1 for i, b in enumerate(content) if b.get("type") == "image"), default=0)
     following = content[after_images] if after_images < len(content) else None
@@ -93,7 +99,8 @@ def insert_prompt_text(turn: Turn, text: str) -> Turn:
 
 def insert_concept_prompts(turn: Turn, concepts: Sequence[ActiveConcept]) -> Turn:
     """A copy of a user turn with the concepts' prompts after its images (or at its start)."""
-    return insert_prompt_text(turn, " ".join(active_concept_prompt(c) for c in concepts))
+    prompts = [active_concept_prompt(c) for c in concepts]
+    return insert_prompt_text(turn, " ".join(p for p in prompts if p))
 
 
 def with_concepts(

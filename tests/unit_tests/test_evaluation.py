@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -231,6 +233,19 @@ def test_ablation_negatives_are_random_and_as_many(tmp_path: Path) -> None:
     assert [label for label, _ in chosen.hard[:2]] == nearest
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("reference_photos", 0, "EvalConfig.reference_photos must be a positive integer, got 0."),
+        ("train_photos", 0, "EvalConfig.train_photos must be a positive integer or None, got 0."),
+        ("train_photos", "5", "EvalConfig.train_photos must be a positive integer or None, got '5'."),
+    ],
+)
+def test_config_names_a_bad_photo_count(field: str, value: object, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        EvalConfig(**{field: value})
+
+
 def test_config_rejects_unknown_methods() -> None:
     with pytest.raises(ValueError, match="'retrieval'"):
         EvalConfig(methods=["vanilla", "retrieval"])
@@ -294,6 +309,44 @@ def test_harness_reports_every_method_and_concept(report_files) -> None:
     counts = results["trained-no-hard-negatives"]["concepts"]["ann"]["details"]["negative_counts"]
     assert counts == {"pool": 6, "hard": 2, "easy": 1, "random": 3}
     assert 0.0 < results["instant"]["concepts"]["cat"]["details"]["threshold"] <= 1.0
+    reference = results["reference"]["concepts"]["ann"]
+    assert reference["details"]["reference_photos"] == 3  # every train photo of three
+    # Three photos' image tokens plus "ann is in the first 3 photos.": more than one photo's.
+    assert reference["prompt_tokens"] > 3 * _image_tokens_per_photo()
+
+
+def _image_tokens_per_photo() -> int:
+    from yollava_agent import shared_runtime
+
+    runtime = shared_runtime("tiny", "cpu", "fp32")
+    processor = runtime.processor
+    expanded = processor(text=processor.image_token, images=[make_photo((1, 2, 3))], return_tensors="pt")
+    image_id = runtime.tokenizer.convert_tokens_to_ids(processor.image_token)
+    return int((expanded["input_ids"] == image_id).sum())
+
+
+def test_reference_questions_show_the_train_photos_before_the_question_photo(runtime) -> None:
+    from yollava_agent.evaluation.scoring import conversation
+
+    first, second, asked = (make_photo(c) for c in ((200, 0, 0), (0, 200, 0), (0, 0, 200)))
+    query = Query("ann is in the first 2 photos. Is ann in the last photo?", asked, (first, second))
+    assert query.images == [first, second, asked]
+    content = conversation(query, [])[0]["content"]
+    assert [part["type"] for part in content] == ["image", "image", "image", "text"]
+    alone = Query("ann is in the first 2 photos. Is ann in the last photo?", asked)
+    with_references = candidate_logits(runtime, [query], [], ["Yes", "No"])
+    without = candidate_logits(runtime, [alone], [], ["Yes", "No"])
+    assert not torch.allclose(with_references, without), "the reference photos did not reach the model"
+
+
+def test_train_photos_limits_what_every_method_sees(runtime, tmp_path: Path) -> None:
+    config = EvalConfig(
+        methods=["reference"], training=FAST, clip=TINY_CLIP, train_photos=1, reference_photos=3,
+        cache_dir=tmp_path / "cache",
+    )
+    report = evaluate(build_dataset(tmp_path / "ds"), runtime, config, progress=False)
+    for name in COLOURS:
+        assert report.result("reference", name).details["reference_photos"] == 1
 
 
 def test_harness_writes_markdown_and_chart(report_files) -> None:
@@ -394,3 +447,42 @@ def test_cli_eval_needs_a_dataset_or_a_benchmark_and_not_both(tmp_path: Path, ca
     assert f"makes its own dataset; drop '{tmp_path}'" in capsys.readouterr().err
     assert cli_main(["eval", "--benchmark", "toyworld", "--epochs", "3"]) == 1
     assert "--epochs do not apply to --benchmark toyworld" in capsys.readouterr().err
+    assert cli_main(["eval", str(tmp_path), "--base", "photos"]) == 1
+    assert "--base photos chooses the base of --benchmark toyworld" in capsys.readouterr().err
+    assert cli_main(["eval", str(tmp_path), "--ablation", "bo"]) == 1
+    assert "--ablation draws the toyworld benchmark's curves" in capsys.readouterr().err
+
+
+def test_a_toyworld_base_is_a_name_or_a_saved_llava_and_brings_its_recipe(tmp_path: Path) -> None:
+    from yollava_agent.toyworld import benchmark as bench
+
+    assert bench.base_folder("photos") == bench.WEIGHTS_DIR / "photos"
+    with pytest.raises(ValueError, match=r"'nowhere' is neither a toyworld base \(photos\)"):
+        bench.base_folder("nowhere")
+    folder = tmp_path / "llava"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    assert bench.benchmark_training(folder, seed=3) == replace(bench.BENCHMARK_TRAINING, seed=3)
+    (folder / "training.json").write_text(json.dumps({"eye": {}}))
+    photos = bench.benchmark_training(folder, seed=3)
+    assert photos == bench.benchmark_training("photos", seed=3)
+    assert (photos.learning_rate, photos.latent_init, photos.seed) == (0.05, "image", 3)
+
+
+def test_ablation_curves_train_with_fewer_photos_and_tokens(report_files, runtime, tmp_path: Path) -> None:
+    from yollava_agent.toyworld.ablation import run_ablations, write_ablation
+
+    report, _ = report_files
+    config = EvalConfig(
+        methods=["trained"], training=FAST, clip=TINY_CLIP, cache_dir=tmp_path / "cache"
+    )
+    curves = run_ablations(build_dataset(tmp_path / "ds"), runtime, config, report, ["ann"], False)
+    assert list(curves["train_photos"]) == ["1", "3", "5"]
+    assert list(curves["latent_tokens"]) == ["0", "4", "16"]
+    full = report.result("trained", "ann").weighted
+    assert curves["train_photos"]["5"] == curves["latent_tokens"]["16"] == pytest.approx(full, abs=1e-4)
+    assert all(0.0 <= v <= 1.0 for curve in ("train_photos", "latent_tokens") for v in curves[curve].values())
+    paths = write_ablation(curves, tmp_path / "out")
+    assert json.loads(paths["ablation"].read_text()) == curves
+    with Image.open(paths["ablation_chart"]) as chart:
+        assert chart.format == "PNG" and len(chart.getcolors(maxcolors=100_000) or []) > 5

@@ -109,6 +109,21 @@ def test_subjects_come_in_look_alike_groups_of_four() -> None:
         assert {a for a in alikes if _differences(a, look) <= set(UNNAMED)} <= generic
 
 
+def test_another_world_seed_draws_new_look_alike_groups_of_four() -> None:
+    default = subjects()
+    for world in (1, 7):
+        named = subjects(world)
+        assert named == subjects(world), "a world seed must always draw the same subjects"
+        assert list(named) == list(SUBJECT_NAMES) and len(set(named.values())) == 20
+        assert {look.words for look in named.values()} != {look.words for look in default.values()}
+        groups: dict[str, list[Look]] = {}
+        for look in named.values():
+            groups.setdefault(look.words, []).append(look)
+        assert len(groups) == 5 and all(len(g) == 4 for g in groups.values())
+        assert all(look.pattern != "plain" for look in named.values())
+        assert not set(generic_looks(world)) & set(named.values())
+
+
 def test_generic_examples_never_show_or_name_a_subject() -> None:
     rng = np.random.default_rng(0)
     looks = generic_looks()

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from transformers import AddedToken
 
 from yollava_agent.toyworld import symbolic
 from yollava_agent.toyworld.slots import (
+    PLACE_TOKENS,
     SLOTS,
     slot_components,
     slot_owners,
@@ -18,7 +21,14 @@ from yollava_agent.toyworld.slots import (
     slot_vectors,
     word_ids,
 )
-from yollava_agent.toyworld.world import Look, Scene, generic_looks, place_objects, random_scene
+from yollava_agent.toyworld.world import (
+    PLACES,
+    Look,
+    Scene,
+    generic_looks,
+    place_objects,
+    random_scene,
+)
 
 
 @pytest.fixture(scope="module")
@@ -50,9 +60,10 @@ def test_a_slot_is_its_objects_words_and_unnamed_tokens_at_a_words_length(tokeni
     expected = [
         ids[w] for w in ("blue", "striped", "star", "big", "<shade_1>", "<style_0>", "<rim_1>")
     ]
-    assert rows[object_slot].tolist() == expected
+    # No place tokens in this tokenizer: the eighth component is absent (-1).
+    assert rows[object_slot].tolist() == expected + [-1]
     background_slot = int(np.flatnonzero(owners < 0)[0])
-    assert rows[background_slot].tolist() == [ids["night"]] + [-1] * 6
+    assert rows[background_slot].tolist() == [ids["night"]] + [-1] * 7
     table = torch.randn(len(tokenizer), 16)
     vectors = slot_vectors(torch.from_numpy(rows), table)
     assert torch.allclose(vectors.norm(dim=-1), torch.full((SLOTS,), slot_scale(table)), atol=1e-5)
@@ -60,6 +71,21 @@ def test_a_slot_is_its_objects_words_and_unnamed_tokens_at_a_words_length(tokeni
     assert torch.allclose(
         vectors[object_slot], direction / direction.norm() * slot_scale(table), atol=1e-5
     )
+
+
+def test_a_base_with_place_tokens_gets_the_objects_place_as_eighth_component(tokenizer) -> None:
+    with_places = copy.deepcopy(tokenizer)
+    with_places.add_tokens(
+        [AddedToken(t, special=True, normalized=False) for t in PLACE_TOKENS], special_tokens=True
+    )
+    ids = word_ids(with_places)
+    scene = Scene(
+        place_objects(np.random.default_rng(3), [Look("cross", "red", 0, "plain", 0, 0)]), "sand"
+    )
+    rows, owners = slot_components(scene, ids)
+    place = with_places.convert_tokens_to_ids(PLACE_TOKENS[PLACES.index(scene.objects[0].place)])
+    assert {int(r[-1]) for r in rows[owners == 0]} == {place}
+    assert set(rows[owners < 0][:, -1].tolist()) == {-1}
 
 
 def test_no_generated_text_contains_a_never_spoken_token(tokenizer) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 
 import pytest
 import torch
@@ -125,10 +126,67 @@ def test_config_checks_name_the_value() -> None:
         TrainingConfig(epochs=0)
     with pytest.raises(ValueError, match=r"learning_rate must be > 0, got -1"):
         TrainingConfig(learning_rate=-1)
+    with pytest.raises(ValueError, match=r"latent_init must be 'mean' or 'image', got 'random'"):
+        TrainingConfig(latent_init="random")
+    with pytest.raises(ValueError, match=r"num_latent_tokens must be an integer >= 0, got -1"):
+        TrainingConfig(num_latent_tokens=-1)
     with pytest.raises(ValueError, match=r"subject_kind must be 'object' or 'person', got 'plant'"):
         TrainingConfig(subject_kind="plant")
     with pytest.raises(ValueError, match=rf"turns_per_positive must be at most {len(RECOGNITION_QUESTIONS)}"):
         TrainingConfig(turns_per_positive=len(RECOGNITION_QUESTIONS) + 1)
+
+
+def test_latent_rows_can_start_at_the_centres_of_the_photos_image_tokens(runtime) -> None:
+    from yollava_agent.training.latent_init import image_token_rows, kmeans
+    from yollava_agent.training.trainer import initial_concept
+
+    photos = [photo for _, photo in _photos(3)]
+    rows = image_token_rows(runtime, photos, 4, seed=0)
+    views = runtime.processor.image_processor(images=photos, return_tensors="pt")
+    with torch.no_grad():
+        features = runtime.model.model.get_image_features(pixel_values=views["pixel_values"])
+    features = getattr(features, "pooler_output", features)
+    tokens = torch.cat([f.reshape(-1, f.shape[-1]) for f in features])
+    assert torch.equal(rows, kmeans(tokens, 4, seed=0))
+    # Every centre is the mean of the tokens nearest to it.
+    nearest = torch.cdist(tokens, rows).argmin(1)
+    for index in range(4):
+        assert torch.allclose(rows[index], tokens[nearest == index].mean(0), atol=1e-5)
+    concept = initial_concept(runtime, "bo", 4, seed=0, latent_rows=rows)
+    assert torch.equal(concept.input_embeddings[1:], rows)
+    mean = initial_concept(runtime, "bo", 4, seed=0)
+    assert torch.equal(concept.input_embeddings[0], mean.input_embeddings[0])
+    assert torch.equal(concept.output_embeddings, mean.output_embeddings)
+
+
+def test_kmeans_finds_separated_clusters_and_refuses_nothing_to_cluster() -> None:
+    from yollava_agent.training.latent_init import kmeans
+
+    generator = torch.Generator().manual_seed(0)
+    centres = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    points = torch.cat([c + 0.1 * torch.randn(30, 2, generator=generator) for c in centres])
+    found = kmeans(points, 3, seed=1)
+    distance = torch.cdist(found, centres).min(1).values
+    assert float(distance.max()) < 0.1
+    with pytest.raises(ValueError, match=r"k-means needs k >= 1 and at least one point, got k=0"):
+        kmeans(points, 0, seed=0)
+
+
+def test_image_init_trains_from_the_photos_image_tokens(runtime) -> None:
+    from yollava_agent.training.latent_init import image_token_rows
+
+    photos = _photos(3)
+    config = TrainingConfig(
+        epochs=2, batch_size=4, warmup_epochs=1, turns_per_positive=4, attribute_answer_tokens=4,
+        learning_rate=1e-5, num_latent_tokens=4,
+    )
+    negatives = _photos(4, blue=True)
+    image_config = replace(config, latent_init="image")
+    from_images = train_concept(runtime, "bo", photos, negatives, image_config).input_embeddings[1:]
+    from_mean = train_concept(runtime, "bo", photos, negatives, config).input_embeddings[1:]
+    start = image_token_rows(runtime, [photo for _, photo in photos], 4, config.seed)
+    # Training moves rows a little: each run ends near where it started, far from the other.
+    assert float((from_images - start).norm()) < 0.5 * float((from_mean - start).norm())
 
 
 def test_recognition_phrasings_are_many_and_distinct() -> None:

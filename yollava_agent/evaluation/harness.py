@@ -35,6 +35,7 @@ from yollava_agent.evaluation.dataset import (
 from yollava_agent.evaluation.instant import INSTANT, InstantRecogniser
 from yollava_agent.evaluation.methods import (
     DESCRIPTION,
+    REFERENCE,
     TRAINED,
     TRAINED_NO_HARD,
     VANILLA,
@@ -42,6 +43,7 @@ from yollava_agent.evaluation.methods import (
     Prepared,
     choose_negatives,
     prepare_description,
+    prepare_reference,
     prepare_trained,
     prepare_vanilla,
     score_concept,
@@ -55,7 +57,7 @@ from yollava_agent.training.trainer import LabeledImage, TrainingEvent, check_ne
 
 logger = logging.getLogger(__name__)
 
-METHODS = (VANILLA, DESCRIPTION, INSTANT, TRAINED, TRAINED_NO_HARD)
+METHODS = (VANILLA, DESCRIPTION, REFERENCE, INSTANT, TRAINED, TRAINED_NO_HARD)
 """Every method, in report order."""
 MAX_PHOTO_SIDE = 1024
 
@@ -78,6 +80,11 @@ class EvalConfig:
     """Questions per forward pass while scoring."""
     description_tokens: int = 48
     """Longest description the base writes when the dataset has none."""
+    reference_photos: int = 3
+    """How many of a concept's train photos the `reference` method shows before a question."""
+    train_photos: int | None = None
+    """Use only each concept's first this many train photos (None: all), for every method: the
+    paper's ablation on the number of photos. Other concepts' train photos stay in the pool."""
     cache_dir: Path | None = None
     """Where pool embeddings are cached (None: the default CLIP cache of the data folder)."""
 
@@ -100,11 +107,18 @@ class EvalConfig:
             if not self.concepts:
                 msg = "EvalConfig.concepts must name at least one concept, or be None for all."
                 raise ValueError(msg)
-        for name in ("batch_size", "description_tokens"):
+        for name in ("batch_size", "description_tokens", "reference_photos"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 msg = f"EvalConfig.{name} must be a positive integer, got {value!r}."
                 raise ValueError(msg)
+        if self.train_photos is not None and (
+            isinstance(self.train_photos, bool)
+            or not isinstance(self.train_photos, int)
+            or self.train_photos < 1
+        ):
+            msg = f"EvalConfig.train_photos must be a positive integer or None, got {self.train_photos!r}."
+            raise ValueError(msg)
         self.extra_pool = [Path(p) for p in self.extra_pool]
 
     def as_dict(self) -> dict[str, Any]:
@@ -116,6 +130,8 @@ class EvalConfig:
             "extra_pool": [str(p) for p in self.extra_pool],
             "batch_size": self.batch_size,
             "description_tokens": self.description_tokens,
+            "reference_photos": self.reference_photos,
+            "train_photos": self.train_photos,
         }
 
 
@@ -161,15 +177,16 @@ class EvalReport:
 class _Photos:
     """The dataset's photos, read once; QA photos read on first use."""
 
-    def __init__(self, dataset: EvalDataset) -> None:
-        self.train = {c.name: [_read(p) for p in c.train] for c in dataset.concepts}
+    def __init__(self, dataset: EvalDataset, train_photos: int | None = None) -> None:
+        self.train_paths = {c.name: list(c.train[:train_photos]) for c in dataset.concepts}
+        self.train = {name: [_read(p) for p in paths] for name, paths in self.train_paths.items()}
         self.test = {c.name: [_read(p) for p in c.test] for c in dataset.concepts}
         self._extra: dict[Path, Image.Image] = {}
 
     def labeled_train(self, concept: EvalConcept) -> list[LabeledImage]:
         return [
             (str(p), image)
-            for p, image in zip(concept.train, self.train[concept.name], strict=True)
+            for p, image in zip(self.train_paths[concept.name], self.train[concept.name], strict=True)
         ]
 
     def for_question(self, item: QAItem) -> Image.Image:
@@ -209,7 +226,7 @@ def evaluate(
     if training:
         for concept in chosen:
             check_new_concept_name(runtime, concept.name, config.training.num_latent_tokens)
-    photos = _Photos(dataset)
+    photos = _Photos(dataset, config.train_photos)
     embedder = ClipEmbedder(config.clip)
     instant = None
     if INSTANT in config.methods:
@@ -278,6 +295,8 @@ def _prepare(
         return prepare_description(
             runtime, concept, photos.train[concept.name][0], config.description_tokens
         )
+    if method == REFERENCE:
+        return prepare_reference(concept, photos.train[concept.name], config.reference_photos)
     assert negatives is not None
 
     def show(event: TrainingEvent) -> None:

@@ -6,6 +6,12 @@
   handle."), placed as the chat model places an untrained concept. The dataset's
   `description.txt` when there is one (the paper's human-written description), else the base's
   own one-sentence description of the concept's first train photo.
+- `reference`: the base is shown k of the concept's train photos before the question's photo
+  ("bo is in the first 3 photos. Is bo in the last photo?"): the paper's image-prompting
+  baseline (GPT-4V with 5 photos), which works on any LLaVA that reads several photos in a turn.
+  Its prompt tokens are the k photos' image tokens and the sentence. Text questions show the k
+  photos alone ("bo is in these photos. What colour is bo?"); visual ones ask about "the last
+  photo" where the dataset's question says "this photo".
 - `trained`: Yo'LLaVA. `train_concept` on the train photos, with negatives mined by CLIP from the
   other concepts' train photos plus any extra pool: the nearest ones (hard) and random others
   (easy), as `TrainingConfig` asks. Questions name the concept `<bo>` after its concept prompt.
@@ -15,8 +21,8 @@
 Scoring: recognition asks "Is {c} in this photo?" of the concept's test photos (positives) and of
 every other concept's test photos (negatives), and reads yes/no from the first distinguishing
 answer token (`scoring.py`); two-choice QA shows the options as "A." and "B." and reads the
-letter the same way. Not done: free-text generation, several phrasings per photo (the paper's
-protocol asks one question per photo), and GPT-4V-style reference photos in the prompt.
+letter the same way. Not done: free-text generation, and several phrasings per photo (the paper's
+protocol asks one question per photo).
 """
 
 from __future__ import annotations
@@ -49,9 +55,10 @@ logger = logging.getLogger(__name__)
 
 VANILLA = "vanilla"
 DESCRIPTION = "description"
+REFERENCE = "reference"
 TRAINED = "trained"
 TRAINED_NO_HARD = "trained-no-hard-negatives"
-LLM_METHODS = (VANILLA, DESCRIPTION, TRAINED, TRAINED_NO_HARD)
+LLM_METHODS = (VANILLA, DESCRIPTION, REFERENCE, TRAINED, TRAINED_NO_HARD)
 
 RECOGNITION_QUESTION = RECOGNITION_QUESTIONS[0]
 """'Is {c} in this photo?', the first phrasing training uses."""
@@ -61,6 +68,18 @@ QA_INSTRUCTION = "Answer with the option's letter from the given choices directl
 """LLaVA-1.5's instruction for multiple-choice questions."""
 QA_LETTERS = ("A", "B")
 DESCRIBE_QUESTION = "Describe the main subject of this photo in one sentence."
+REFERENCE_QUESTION = "Is {c} in the last photo?"
+"""The `reference` method's recognition question, after the reference photos."""
+
+
+def reference_intro(subject: str, photos: int, query_photo: bool = True) -> str:
+    """How the `reference` method says which photos show the concept: "bo is in the first 3
+    photos." before a question's photo, "bo is in these photos." when there is none."""
+    if not query_photo:
+        return f"{subject} is in {'this photo' if photos == 1 else 'these photos'}."
+    if photos == 1:
+        return f"{subject} is in the first photo."
+    return f"{subject} is in the first {photos} photos."
 
 
 @dataclass
@@ -72,6 +91,8 @@ class Prepared:
     subject: str
     """How questions name the concept: `bo`, or `<bo>` once trained."""
     details: dict[str, Any] = field(default_factory=dict)
+    reference_photos: list[Image.Image] = field(default_factory=list)
+    """Photos shown before every question (the `reference` method's train photos)."""
 
 
 def qa_text(item: QAItem, name: str, subject: str) -> str:
@@ -108,6 +129,12 @@ def prepare_description(
         text, source = describe_photo(runtime, first_train_photo, max_tokens), "generated"
     active = ActiveConcept(name=concept.name, description=text)
     return Prepared([active], concept.name, {"description": text, "description_source": source})
+
+
+def prepare_reference(concept: EvalConcept, train_photos: Sequence[Image.Image], k: int) -> Prepared:
+    """The concept's first `k` train photos, shown before every question."""
+    shown = list(train_photos[:k])
+    return Prepared([], concept.name, {"reference_photos": len(shown)}, shown)
 
 
 @dataclass
@@ -177,6 +204,31 @@ def prepare_trained(
     return Prepared([ActiveConcept.from_concept(trained)], identifier_token(concept.name), details)
 
 
+def _qa_with_references(
+    text: str, subject: str, references: Sequence[Image.Image], query_photo: bool
+) -> str:
+    """A QA text as the `reference` method asks it: after the sentence that says which photos
+    show the concept, and about "the last photo" when the question has a photo of its own."""
+    if not references:
+        return text
+    if query_photo:
+        text = text.replace("this photo", "the last photo")
+    return f"{reference_intro(subject, len(references), query_photo)} {text}"
+
+
+def reference_prompt_tokens(
+    runtime: LlavaRuntime, intro: str, references: Sequence[Image.Image]
+) -> int:
+    """Tokens the `reference` method spends on the concept: its photos' image tokens (as the
+    processor expands them) and its sentence."""
+    processor = runtime.processor
+    image_token = processor.image_token
+    expanded = processor(text=image_token * len(references), images=list(references), return_tensors="pt")
+    image_id = runtime.tokenizer.convert_tokens_to_ids(image_token)
+    photos = int((expanded["input_ids"] == image_id).sum())
+    return photos + len(runtime.tokenizer(intro, add_special_tokens=False)["input_ids"])
+
+
 def score_concept(
     runtime: LlavaRuntime,
     method: str,
@@ -190,13 +242,24 @@ def score_concept(
     """Recognition and QA of one prepared method on one concept (training time not included)."""
     started = time.monotonic()
     subject = prepared.subject
+    references = tuple(prepared.reference_photos)
     question = RECOGNITION_QUESTION.format(c=subject)
+    if references:
+        question = f"{reference_intro(subject, len(references))} {REFERENCE_QUESTION.format(c=subject)}"
     answers = [YES_ANSWER.format(c=subject), NO_ANSWER.format(c=subject)]
-    own = [Query(question, photo) for photo in test_photos[concept.name]]
-    others = [Query(question, p) for c in dataset.others(concept.name) for p in test_photos[c.name]]
+    own = [Query(question, photo, references) for photo in test_photos[concept.name]]
+    others = [
+        Query(question, p, references)
+        for c in dataset.others(concept.name)
+        for p in test_photos[c.name]
+    ]
     visual, text = concept.visual_questions, concept.text_questions
-    qa = [Query(qa_text(q, concept.name, subject), qa_photo(q)) for q in visual] + [
-        Query(qa_text(q, concept.name, subject)) for q in text
+    qa = [
+        Query(_qa_with_references(qa_text(q, concept.name, subject), subject, references, True), qa_photo(q), references)
+        for q in visual
+    ] + [
+        Query(_qa_with_references(qa_text(q, concept.name, subject), subject, references, False), None, references)
+        for q in text
     ]
     with runtime.lock:
         previous = list(runtime.injected.values())
@@ -204,6 +267,8 @@ def score_concept(
             said = choose(runtime, own + others, prepared.concepts, answers, batch_size)
             picked = choose(runtime, qa, prepared.concepts, QA_LETTERS, batch_size) if qa else []
             tokens = concept_prompt_tokens(runtime, prepared.concepts)
+            if references:
+                tokens = reference_prompt_tokens(runtime, reference_intro(subject, len(references)), references)
         finally:
             runtime.set_concepts(previous)
     yes = [choice == 0 for choice in said]

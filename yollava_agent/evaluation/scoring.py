@@ -32,15 +32,22 @@ from yollava_agent.templates import answer_token_ids, prompt_and_answer
 
 @dataclass(frozen=True)
 class Query:
-    """One question, with its photo or without."""
+    """One question, with its photo or without, and photos shown before it (references)."""
 
     text: str
     image: Image.Image | None = None
+    references: tuple[Image.Image, ...] = ()
+    """Photos that come before the question's own photo (the `reference` method's)."""
+
+    @property
+    def images(self) -> list[Image.Image]:
+        """Every photo of the turn, in order: the references, then the question's photo."""
+        return [*self.references, *([self.image] if self.image is not None else [])]
 
 
 def conversation(query: Query, concepts: Sequence[ActiveConcept]) -> list[Turn]:
     """The query as a one-turn conversation, with concept prompts where ChatYoLLaVA puts them."""
-    content: list[dict[str, str]] = [{"type": "image"}] if query.image is not None else []
+    content: list[dict[str, str]] = [{"type": "image"} for _ in query.images]
     content.append({"type": "text", "text": query.text})
     return with_concepts([{"role": "user", "content": content}], concepts, 0)
 
@@ -100,7 +107,7 @@ def _score_batch(
         processor.apply_chat_template(conversation(q, concepts), add_generation_prompt=True)
         for q in queries
     ]
-    images = [q.image for q in queries if q.image is not None]
+    images = [image for q in queries for image in q.images]
     padding_side = tokenizer.padding_side
     tokenizer.padding_side = "left"
     try:
@@ -152,7 +159,7 @@ def candidate_logits(
     # Photos and text-only questions go in separate batches: the processor pairs images with
     # image tokens across the whole batch.
     for with_image in (True, False):
-        indices = [i for i, q in enumerate(queries) if (q.image is not None) == with_image]
+        indices = [i for i, q in enumerate(queries) if bool(q.images) == with_image]
         for start in range(0, len(indices), batch_size):
             chunk = indices[start : start + batch_size]
             scores[chunk] = _score_batch(

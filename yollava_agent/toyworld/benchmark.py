@@ -200,9 +200,9 @@ def write_dataset(root: Path, seed: int = 0) -> Path:
 
 def _write(root: Path, seed: int) -> None:
     rng = np.random.default_rng(seed)
-    generic = generic_looks()
+    generic = generic_looks(seed)
     generic_set = set(generic)
-    subject_looks = subjects()
+    subject_looks = subjects(seed)
     alikes = {
         name: [a for a in look_alikes(look) if a in generic_set]
         for name, look in subject_looks.items()
@@ -256,6 +256,21 @@ def default_benchmark_dir(seed: int = 0) -> Path:
     return data_home() / "benchmarks" / f"{BENCHMARK_NAME}-v{DATASET_VERSION}-seed{seed}"
 
 
+BASES = {"photos": WEIGHTS_DIR / "photos"}
+"""The committed toyworld base: `photos` (`assembly.py`: an eye whose image tokens are the
+symbolic base's soft words, fine-tuned on photos). A base `train.py` writes (the first base,
+which copied words from text but barely read photos) is given as a folder."""
+DEFAULT_BASE = "photos"
+BASE_RECIPES: dict[str, dict[str, object]] = {
+    "photos": {"learning_rate": 0.05, "latent_init": "image"},
+    "first": {},
+}
+"""What each kind of base changes in `BENCHMARK_TRAINING`. The photos base's word rows are ~11
+long (std 1.0, where a real LLaVA's are ~0.02): at 1e-3 concept rows hardly move in 15 epochs,
+so it trains at 0.05, and its latent rows start at its photos' image tokens (measured: README).
+A `train.py` base ("first") trains with the recipe as it is."""
+
+
 def clip_config(weights: Path = WEIGHTS_DIR) -> ClipConfig:
     """The world CLIP as the product loads any open_clip model: a registered config and a file."""
     folder = Path(weights) / "clip"
@@ -264,9 +279,30 @@ def clip_config(weights: Path = WEIGHTS_DIR) -> ClipConfig:
     )
 
 
-def load_base(weights: Path = WEIGHTS_DIR) -> LlavaRuntime:
+def base_folder(base: str | Path) -> Path:
+    """The LLaVA folder of a named base (`BASES`) or a folder given as a path."""
+    if isinstance(base, str) and base in BASES:
+        return BASES[base]
+    folder = Path(base)
+    if not (folder / "config.json").is_file():
+        msg = (
+            f"{str(base)!r} is neither a toyworld base ({', '.join(BASES)}) nor a folder with a "
+            "saved LLaVA (config.json). Name one of those."
+        )
+        raise ValueError(msg)
+    return folder
+
+
+def load_base(base: str | Path = DEFAULT_BASE) -> LlavaRuntime:
     """The base LLaVA through the normal `from_pretrained` path, on CPU in float32."""
-    return load_llava(str(Path(weights) / "llava"), device="cpu", dtype="fp32")
+    return load_llava(str(base_folder(base)), device="cpu", dtype="fp32")
+
+
+def benchmark_training(base: str | Path, seed: int) -> TrainingConfig:
+    """`BENCHMARK_TRAINING` as `base` trains (`BASE_RECIPES`; a folder: the photos recipe when it
+    holds an assembled base, whose `training.json` records an eye), seeded with `seed`."""
+    kind = "photos" if is_assembled(base) else "first"
+    return replace(BENCHMARK_TRAINING, seed=seed, **BASE_RECIPES[kind])
 
 
 @dataclass
@@ -280,39 +316,61 @@ class Setup:
     training: TrainingConfig
 
 
-def toyworld_setup(root: Path | None = None, seed: int = 0, weights: Path = WEIGHTS_DIR) -> Setup:
+def toyworld_setup(
+    root: Path | None = None, seed: int = 0, base: str | Path = DEFAULT_BASE
+) -> Setup:
     root = write_dataset(root if root is not None else default_benchmark_dir(seed), seed)
     return Setup(
         dataset=root / "dataset",
         pool=root / "pool",
-        runtime=load_base(weights),
-        clip=clip_config(weights),
-        training=replace(BENCHMARK_TRAINING, seed=seed),
+        runtime=load_base(base),
+        clip=clip_config(),
+        training=benchmark_training(base, seed),
     )
 
 
+def is_assembled(base: str | Path) -> bool:
+    """Whether a base is an assembled photos base (`assembly.py`): its report records an eye."""
+    report = base_folder(base) / "training.json"
+    return report.is_file() and "eye" in json.loads(report.read_text())
+
+
 def generic_check(
-    runtime: LlavaRuntime, trained: Sequence[ActiveConcept], per_kind: int = 100, seed: int = 1
+    runtime: LlavaRuntime,
+    trained: Sequence[ActiveConcept],
+    per_kind: int = 100,
+    seed: int = 1,
+    assembled: bool = False,
 ) -> dict[str, dict[str, float]]:
     """Generic accuracy per task: the base alone; with every trained concept's tokens injected
     (loaded, not mentioned: Yo'LLaVA's no-forgetting claim, since the base is frozen); and with
     one concept's prompt (rotating) at the start of every question, as a chat that mentions a
-    concept puts it."""
-    from yollava_agent.toyworld.base import generic_accuracy
+    concept puts it. The tasks are the ones the base was trained on: `skills.py`'s on photos
+    for an `assembled` base, `language.py`'s for the first base."""
+    if assembled:
+        from yollava_agent.toyworld.assembly import photo_accuracy
 
-    looks = generic_looks()
+        def accuracy(prefixes: Sequence[str] = ()) -> dict[str, float]:
+            return photo_accuracy(
+                runtime.model, runtime.tokenizer, per_kind, seed, prefixes=prefixes
+            )
+    else:
+        from yollava_agent.toyworld.base import generic_accuracy
+
+        def accuracy(prefixes: Sequence[str] = ()) -> dict[str, float]:
+            return generic_accuracy(
+                runtime.model, runtime.tokenizer, generic_looks(), per_kind, seed, prefixes=prefixes
+            )
+
     with runtime.lock:
         previous = list(runtime.injected.values())
         try:
             runtime.set_concepts([])
-            alone = generic_accuracy(runtime.model, runtime.tokenizer, looks, per_kind, seed)
+            alone = accuracy()
             concepts = [a.concept for a in trained if a.concept is not None]
             runtime.set_concepts(concepts)
-            loaded = generic_accuracy(runtime.model, runtime.tokenizer, looks, per_kind, seed)
-            prompts = [concept_prompt(c.name, c.num_latent_tokens) for c in concepts]
-            prompted = generic_accuracy(
-                runtime.model, runtime.tokenizer, looks, per_kind, seed, prefixes=prompts
-            )
+            loaded = accuracy()
+            prompted = accuracy([concept_prompt(c.name, c.num_latent_tokens) for c in concepts])
         finally:
             runtime.set_concepts(previous)
     return {"base": alone, "with_concepts_loaded": loaded, "with_a_concept_prompt": prompted}
@@ -343,13 +401,18 @@ def run_benchmark(
     seed: int = 0,
     root: Path | None = None,
     progress: bool = True,
-    weights: Path = WEIGHTS_DIR,
+    base: str | Path = DEFAULT_BASE,
+    ablation: Sequence[str] = (),
 ) -> tuple[EvalReport, dict[str, dict[str, float]] | None, dict[str, Path]]:
-    """Run the benchmark and write its report (results.json/.md/.png, plus generic.json).
+    """Run the benchmark and write its report (results.json/.md/.png, plus generic.json, and
+    ablation.json/.png when `ablation` names subjects: `ablation.py`'s curves on them).
 
     Returns the `EvalReport`, the generic check (None unless `trained` ran) and the files written.
     """
-    setup = toyworld_setup(root, seed, weights)
+    if ablation and (methods is not None and TRAINED not in methods):
+        msg = f"The ablation curves extend the {TRAINED!r} method's results; add it to the methods."
+        raise ValueError(msg)
+    setup = toyworld_setup(root, seed, base)
     config = EvalConfig(
         methods=list(methods) if methods is not None else list(METHODS),
         concepts=concepts,
@@ -369,8 +432,13 @@ def run_benchmark(
     paths = write_report(report, out)
     generic = None
     if trained:
-        generic = generic_check(setup.runtime, trained, seed=seed + 1)
+        generic = generic_check(setup.runtime, trained, seed=seed + 1, assembled=is_assembled(base))
         path = Path(out) / GENERIC_FILE
         path.write_text(json.dumps(generic, indent=2))
         paths["generic"] = path
+    if ablation:
+        from yollava_agent.toyworld.ablation import run_ablations, write_ablation
+
+        curves = run_ablations(setup.dataset, setup.runtime, config, report, ablation, progress)
+        paths |= write_ablation(curves, Path(out))
     return report, generic, paths

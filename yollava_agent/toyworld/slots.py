@@ -5,13 +5,18 @@ image token of the toyworld LLaVA). A patch covered by an object (the one coveri
 at least `MIN_COVER`; every object owns at least its best-covered patch, so small objects never
 vanish) is that object's *components*: its colour, pattern, shape and size words, plus three
 never-spoken tokens for what the language never names (`<shade_0|1>`, `<style_0|1>`,
-`<rim_0|1>`). A background patch is the background's word alone. A slot's vector is the
+`<rim_0|1>`), and, for a base whose tokenizer has them, an eighth never-spoken token for the
+object's place (`<place_0>`..`<place_8>`, the 3x3 grid cell its centre lies in; where an
+object is cannot be read from a slot's index among the 16 alone, and "where is bo?" is a
+question people ask). A base without the place tokens gets -1 there, which `slot_vectors`
+skips, so its slots are exactly the seven-component ones it was trained on. A background
+patch is the background's word alone. A slot's vector is the
 normalised sum of its components' rows of the language model's own input-embedding table,
 scaled to the mean norm of a row: a soft word, at a word's scale, that the language model reads
 as it reads text. This is what a projector regresses onto later (the next stage: photos).
 
-Chosen not to: give slots a position vector (a slot's place is its index among the 16, which the
-language model reads from token positions, as it reads patch order in LLaVA), blend the
+Chosen not to: give slots a position vector of their patch (the place token names the object's
+cell, the same for all its patches; patch order is what token positions carry), blend the
 background into object slots, or model partial cover (a patch is one owner's or the background's).
 """
 
@@ -27,6 +32,7 @@ from yollava_agent.toyworld.world import (
     COLOURS,
     IMAGE_SIZE,
     PATTERNS,
+    PLACES,
     SHAPES,
     SIZES,
     Scene,
@@ -40,8 +46,10 @@ MIN_COVER = 0.15
 """A patch belongs to the object covering at least this share of it (the most-covering one)."""
 UNNAMED_TOKENS = ("<shade_0>", "<shade_1>", "<style_0>", "<style_1>", "<rim_0>", "<rim_1>")
 """Never-spoken tokens: in slots only, never in any text the model reads or writes."""
-COMPONENTS = 7
-"""Components of an object slot: colour, pattern, shape, size, shade, style, rim."""
+PLACE_TOKENS = tuple(f"<place_{i}>" for i in range(len(PLACES)))
+"""Never-spoken tokens for an object's place, in `PLACES` order (bases that have them)."""
+COMPONENTS = 8
+"""Components of an object slot: colour, pattern, shape, size, shade, style, rim, place."""
 SLOT_WORDS = (*COLOURS, *PATTERNS, *SHAPES, *SIZES, *BACKGROUNDS)
 """The words slots are made of: each must be one token of the world's tokenizer."""
 
@@ -74,11 +82,16 @@ def word_ids(tokenizer: object) -> dict[str, int]:
         ids[word] = pieces[0]
     for token in UNNAMED_TOKENS:
         ids[token] = tokenizer.convert_tokens_to_ids(token)
+    vocabulary = tokenizer.get_vocab()
+    for token in PLACE_TOKENS:
+        if token in vocabulary:
+            ids[token] = vocabulary[token]
     return ids
 
 
 def slot_components(scene: Scene, ids: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
-    """(16, 7) component token ids of each slot (padded with -1) and (16,) slot owners."""
+    """(16, 8) component token ids of each slot (padded with -1; the place is -1 when `ids` has
+    no place tokens) and (16,) slot owners."""
     owners = slot_owners(scene)
     rows = np.full((SLOTS, COMPONENTS), -1, dtype=np.int64)
     for slot, owner in enumerate(owners):
@@ -95,6 +108,7 @@ def slot_components(scene: Scene, ids: dict[str, int]) -> tuple[np.ndarray, np.n
             ids[f"<shade_{look.shade}>"],
             ids[f"<style_{look.style}>"],
             ids[f"<rim_{look.rim}>"],
+            ids.get(PLACE_TOKENS[PLACES.index(obj.place)], -1),
         ]
     return rows, owners
 
@@ -107,7 +121,7 @@ def slot_scale(embeddings: torch.Tensor) -> float:
 def slot_vectors(
     components: torch.Tensor, embeddings: torch.Tensor, scale: float | None = None
 ) -> torch.Tensor:
-    """(..., 7) component ids -> (..., hidden) slot vectors: the normalised sum of the
+    """(..., 8) component ids -> (..., hidden) slot vectors: the normalised sum of the
     components' embedding rows (differentiable in `embeddings`), at length `scale` (default:
     `slot_scale(embeddings)`; a frozen base keeps the one it was trained with, so that rows
     added later, such as a concept's, do not move it)."""

@@ -118,6 +118,8 @@ IMAGE_TOKEN = "<image>"
 GATHER_LAYER = 1
 POINT_LAYER = 2
 SUPERVISED_HEAD = 0
+SUPERVISED_LAYERS = {"gather": GATHER_LAYER, "point": POINT_LAYER}
+"""Which layer's `SUPERVISED_HEAD` each head loss trains (the batch's target row of that name)."""
 RECOGNITION_TASKS = ("presence", "named", "reference", "same")
 TASKS = (*RECOGNITION_TASKS, "main", "ref_text", "named_text")
 GATE_TASKS = ("presence", "same", "reference")
@@ -540,7 +542,7 @@ class Encoded:
 
     input_ids: list[int]
     components: np.ndarray
-    """(len(input_ids), 7) slot component ids, -1 outside slots."""
+    """(len(input_ids), 8) slot component ids, -1 outside slots."""
     answer_start: int
     gather: list[int]
     point: list[int]
@@ -792,10 +794,12 @@ def batch_loss(
     loss = answer
     if pointer_weight > 0:
         assert attentions is not None
-        gather = head_loss(attentions[GATHER_LAYER], batch["gather"], batch["final"])
-        point = head_loss(attentions[POINT_LAYER], batch["point"], batch["final"])
-        loss = loss + pointer_weight * (gather + point)
-        parts |= {"gather": gather.item(), "point": point.item()}
+        heads = {
+            name: head_loss(attentions[layer], batch[name], batch["final"])
+            for name, layer in SUPERVISED_LAYERS.items()
+        }
+        loss = loss + pointer_weight * sum(heads.values())
+        parts |= {name: value.item() for name, value in heads.items()}
     return loss, parts
 
 

@@ -5,9 +5,11 @@ world's language names shape, colour and pattern only ("a blue striped star"); e
 covers two clearly different shades (navy and sky blue are both "blue"), every pattern two styles
 (horizontal or vertical stripes, small or big dots, fine or coarse checks), and an object has a
 thin rim or none. So language narrows a look down to eight, never to one: what a personal subject
-needs to be. The twenty subjects come in five groups of four that share their words; two subjects
-of a group differ in two unnamed attributes, and the four other looks with the same words (never a
-subject, but in the negative pool and among the distractors) differ from three subjects in one.
+needs to be. The twenty subjects come in five groups of four that share their words (world 0's are
+fixed; any other world seed draws five groups of its own, for a benchmark on subjects never used
+while developing); two subjects of a group differ in two unnamed attributes, and the four other
+looks with the same words (never a subject, but in the negative pool and among the distractors)
+differ from three subjects in one.
 
 A scene is one to three objects on a textured background, each at a named place of a 3x3 grid and
 of a named size. Photos are 64x64 RGB, rendered at twice the size and averaged down (anti-aliased),
@@ -164,19 +166,36 @@ SUBJECT_VARIANTS = ((0, 0, 0), (0, 1, 1), (1, 0, 1), (1, 1, 0))
 """(shade, style, rim) of a group's four subjects: any two differ in two of them."""
 
 
-def subjects() -> dict[str, Look]:
-    """The twenty personal subjects: name -> look."""
+def subject_groups(world: int = 0) -> tuple[tuple[str, str, str], ...]:
+    """The five (shape, colour, pattern) groups of world `world`: `SUBJECT_GROUPS` for world 0
+    (the default, the one the base never saw), five drawn from the seed for any other (distinct
+    shapes, distinct colours, a pattern each, never plain: subjects differ by pattern style)."""
+    if world == 0:
+        return SUBJECT_GROUPS
+    rng = np.random.default_rng(world)
+    shapes = rng.permutation(len(SHAPES))[: len(SUBJECT_GROUPS)]
+    colours = rng.permutation(len(COLOURS))[: len(SUBJECT_GROUPS)]
+    patterned = [p for p in PATTERNS if p != "plain"]
+    return tuple(
+        (SHAPES[int(s)], tuple(COLOURS)[int(c)], patterned[int(rng.integers(len(patterned)))])
+        for s, c in zip(shapes, colours, strict=True)
+    )
+
+
+def subjects(world: int = 0) -> dict[str, Look]:
+    """The twenty personal subjects of world `world` (see `subject_groups`): name -> look."""
     looks = [
         Look(shape, colour, shade, pattern, style, rim)
-        for shape, colour, pattern in SUBJECT_GROUPS
+        for shape, colour, pattern in subject_groups(world)
         for shade, style, rim in SUBJECT_VARIANTS
     ]
     return dict(zip(SUBJECT_NAMES, looks, strict=True))
 
 
-def generic_looks() -> list[Look]:
-    """Every look except the subjects': what the base model and the negative pool are made of."""
-    taken = set(subjects().values())
+def generic_looks(world: int = 0) -> list[Look]:
+    """Every look except world `world`'s subjects': what the base model (world 0's) and a
+    world's negative pool are made of."""
+    taken = set(subjects(world).values())
     return [look for look in all_looks() if look not in taken]
 
 

@@ -54,6 +54,11 @@ class TrainingConfig:
     warmup_epochs: int = 4
     """The kept epoch is the one with the best recognition accuracy after this many epochs."""
     num_latent_tokens: int = 16
+    """k (0 is the paper's ablation: the identifier token alone, no concept prompt)."""
+    latent_init: Literal["mean", "image"] = "mean"
+    """Where the latent input rows start: the mean word row plus small noise (the paper's and the
+    public code's start), or k-means centres of the training photos' projected image tokens
+    (`training/latent_init.py`, as MC-LLaVA does)."""
     turns_per_positive: int = 16
     """Recognition phrasings asked per positive photo (4 photos give ~64 turns, as the paper)."""
     num_hard_negatives: int = 100
@@ -86,7 +91,6 @@ class TrainingConfig:
         positive = {
             "epochs": self.epochs,
             "batch_size": self.batch_size,
-            "num_latent_tokens": self.num_latent_tokens,
             "turns_per_positive": self.turns_per_positive,
             "attribute_answer_tokens": self.attribute_answer_tokens,
         }
@@ -94,7 +98,7 @@ class TrainingConfig:
             if not isinstance(value, int) or value < 1:
                 msg = f"TrainingConfig.{name} must be a positive integer, got {value!r}."
                 raise ValueError(msg)
-        for name in ("warmup_epochs", "num_hard_negatives", "num_easy_negatives"):
+        for name in ("warmup_epochs", "num_latent_tokens", "num_hard_negatives", "num_easy_negatives"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 0:
                 msg = f"TrainingConfig.{name} must be an integer >= 0, got {value!r}."
@@ -130,6 +134,9 @@ class TrainingConfig:
             raise ValueError(msg)
         if self.prefix_cache_gib is not None and not self.prefix_cache_gib >= 0:
             msg = f"TrainingConfig.prefix_cache_gib must be >= 0 or None, got {self.prefix_cache_gib!r}."
+            raise ValueError(msg)
+        if self.latent_init not in ("mean", "image"):
+            msg = f"TrainingConfig.latent_init must be 'mean' or 'image', got {self.latent_init!r}."
             raise ValueError(msg)
         if self.subject_kind not in ("object", "person"):
             msg = f"TrainingConfig.subject_kind must be 'object' or 'person', got {self.subject_kind!r}."

@@ -45,6 +45,7 @@ from yollava_agent.training.data import (
 )
 from yollava_agent.training.eta import RemainingTime
 from yollava_agent.training.fast import FastPath, stack_views, unsupported_reason
+from yollava_agent.training.latent_init import image_token_rows
 
 logger = logging.getLogger(__name__)
 
@@ -124,15 +125,23 @@ def mean_start_rows(
     return rows
 
 
-def initial_concept(runtime: LlavaRuntime, name: str, num_latent_tokens: int, seed: int) -> Concept:
+def initial_concept(
+    runtime: LlavaRuntime,
+    name: str,
+    num_latent_tokens: int,
+    seed: int,
+    latent_rows: torch.Tensor | None = None,
+) -> Concept:
     """Rows to start from: the mean base row plus small seeded noise, for inputs and outputs
-    (one set for both on a tied base)."""
+    (one set for both on a tied base); the latent input rows are `latent_rows` when given."""
     rows = mean_start_rows(
         (runtime.model.get_input_embeddings().weight, runtime.model.get_output_embeddings().weight),
         runtime.base.vocab_size,
         num_latent_tokens + 1,
         seed,
     )
+    if latent_rows is not None:
+        rows[0][1:] = latent_rows
     inputs, outputs = rows[0], rows[0] if runtime.tied_embeddings else rows[1]
     return Concept(name=name, input_embeddings=inputs, output_embeddings=outputs, base=runtime.base)
 
@@ -380,7 +389,13 @@ def train_concept(
             questions = attribute_questions(config.subject_kind)
             answers = describe_photos(runtime, positives, questions, config.attribute_answer_tokens)
             report.phase_seconds["describe"] = time.monotonic() - started
-            initial = initial_concept(runtime, name, config.num_latent_tokens, config.seed)
+            latent_rows = None
+            if config.latent_init == "image" and config.num_latent_tokens:
+                photos = [photo for _, photo in positives]
+                latent_rows = image_token_rows(runtime, photos, config.num_latent_tokens, config.seed)
+            initial = initial_concept(
+                runtime, name, config.num_latent_tokens, config.seed, latent_rows
+            )
             runtime.set_concepts([initial])
             identifier = initial.identifier
             samples = recognition_samples(

@@ -1,0 +1,195 @@
+"""The toyworld's photo stage: the eye, the assembled LLaVA, the photo fine-tune, the skills.
+
+Tiny eyes trained for a few steps against the committed symbolic base: the mechanics (logs,
+resume, probes, the assembled model reading the eye's tokens), not the accuracy of a full run.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from yollava_agent.toyworld import assembly, eye, skills, symbolic
+from yollava_agent.toyworld.clip import pixels
+from yollava_agent.toyworld.slots import PLACE_TOKENS, SLOTS
+from yollava_agent.toyworld.world import generic_looks, render
+
+SYMBOLIC_BASE = Path(symbolic.__file__).parent / "weights" / "symbolic"
+
+
+def tiny_eye_config(**changes: object) -> eye.EyeConfig:
+    values = {
+        "steps": 2,
+        "batch_size": 8,
+        "warmup": 1,
+        "width": 32,
+        "layers": 1,
+        "heads": 2,
+        "bank_size": 24,
+        "refresh_per_step": 4,
+        "eval_every": 1,
+        "eval_photos": 30,
+    }
+    return eye.EyeConfig(**(values | changes))
+
+
+@pytest.fixture(scope="module")
+def eye_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("eye")
+    eye.train_eye(out, SYMBOLIC_BASE, tiny_eye_config())
+    return out
+
+
+def test_an_eye_run_logs_probes_per_factor_and_resumes(eye_run: Path) -> None:
+    lines = [json.loads(line) for line in (eye_run / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in lines] == [1, 2]
+    for record in lines:
+        assert set(record["probes"]) == set(eye.FACTORS)
+        assert set(record["object_probes"]) == set(eye.FACTORS) - {"background"}
+        assert all(0.0 <= v <= 1.0 for v in record["probes"].values())
+        assert record["held_out_regression"] > 0
+    before = torch.load(eye_run / "checkpoint.pt", weights_only=False)
+    eye.train_eye(eye_run, SYMBOLIC_BASE, tiny_eye_config(steps=3))
+    after = torch.load(eye_run / "checkpoint.pt", weights_only=False)
+    lines = [json.loads(line) for line in (eye_run / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in lines] == [1, 2, 3] and after["step"] == 3
+    moved = [
+        not torch.equal(before["eye"][name], after["eye"][name]) for name in before["eye"]
+    ]
+    assert any(moved), "the resumed run did not train"
+
+
+def test_the_probe_report_covers_every_factor_per_token_object_and_size(eye_run: Path) -> None:
+    assert eye.main([str(eye_run), "--probe"]) == 0
+    report = json.loads((eye_run / "probes.json").read_text())
+    assert report["photos"] == eye.PROBE_PHOTOS and report["step"] >= 2
+    assert set(report["token_probes"]) == set(eye.FACTORS)
+    objects = set(eye.FACTORS) - {"background"}
+    assert set(report["object_probes"]) == set(report["object_probes_by_size"]) == objects
+    assert all(set(v) == set(eye.FACTORS["size"]) for v in report["object_probes_by_size"].values())
+    with pytest.raises(SystemExit, match="Name the frozen language model"):
+        eye.main([str(eye_run)])
+
+
+def test_an_objects_token_is_the_mean_of_the_tokens_it_owns() -> None:
+    tokens = torch.arange(2 * SLOTS * 2, dtype=torch.float32).reshape(2, SLOTS, 2)
+    owners = torch.full((2, SLOTS), -1)
+    owners[0, [1, 2]] = 0
+    owners[0, [5]] = 1
+    owners[1, [3, 7, 11]] = 0
+    labels = torch.full((2, SLOTS, len(eye.FACTORS)), eye.IGNORE)
+    labels[0, [1, 2], 0] = 4
+    labels[0, 5, 0] = 2
+    labels[1, [3, 7, 11], 0] = 1
+    means, rows = eye.object_tokens(tokens, labels, owners)
+    assert torch.equal(means[0], tokens[0, [1, 2]].mean(0))
+    assert torch.equal(means[1], tokens[0, 5])
+    assert torch.equal(means[2], tokens[1, [3, 7, 11]].mean(0))
+    assert rows[:, 0].tolist() == [4, 2, 1]
+
+
+@pytest.fixture(scope="module")
+def assembled(eye_run: Path):
+    tower, _ = assembly.load_eye(eye_run)
+    language_model, tokenizer = symbolic.load_symbolic(SYMBOLIC_BASE)
+    return tower, language_model, tokenizer, assembly.assemble(tower, language_model, tokenizer)
+
+
+def test_the_assembled_llava_reads_the_eyes_tokens_and_the_language_models_text(assembled) -> None:
+    tower, language_model, tokenizer, model = assembled
+    rng = np.random.default_rng(0)
+    scenes = [eye.bank_scene(rng, generic_looks()) for _ in range(3)]
+    photos = pixels(np.stack([render(scene, rng) for scene in scenes]))
+    with torch.no_grad():
+        _, tokens = tower(photos)
+        features = model.model.get_image_features(pixel_values=photos)
+        features = torch.stack(list(getattr(features, "pooler_output", features)))
+        assert torch.allclose(features.reshape(tokens.shape), tokens, atol=1e-5)
+        ids = tokenizer("USER: bo is a red star. What colour is bo? ASSISTANT:", return_tensors="pt")
+        expected = language_model(**ids).logits
+        got = model(input_ids=ids["input_ids"], attention_mask=ids["attention_mask"]).logits
+    assert torch.allclose(got, expected, atol=1e-5)
+
+
+def test_a_written_base_loads_back_through_load_llava_with_the_same_answers(
+    assembled, tmp_path: Path
+) -> None:
+    from yollava_agent.loading import load_llava
+
+    _, _, tokenizer, model = assembled
+    assembly._rounded(model)
+    folder = tmp_path / "llava"
+    assembly.write_base(model, tokenizer, folder, {"note": "test"})
+    assert json.loads((folder / "training.json").read_text()) == {"note": "test"}
+    runtime = load_llava(str(folder), device="cpu", dtype="fp32")
+    turns = [skills.skill_turn(np.random.default_rng(4), generic_looks(), "presence")]
+    encoder = skills.SkillEncoder(tokenizer)
+    batch = assembly.photo_batch(
+        [encoder.encode(t) for t in turns], turns, np.random.default_rng(5), tokenizer.pad_token_id
+    )
+    with torch.no_grad():
+        expected, _ = assembly.llava_forward(model, batch, attentions=False)
+        got, _ = assembly.llava_forward(runtime.model, batch, attentions=False)
+    assert torch.allclose(got, expected, atol=1e-4)
+    prompt = runtime.processor.apply_chat_template(
+        [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Hi"}]}],
+        add_generation_prompt=True,
+    )
+    assert prompt.startswith("USER: <image>") and prompt.endswith("ASSISTANT:")
+
+
+def test_the_photo_fine_tune_logs_checkpoints_and_resumes(eye_run: Path, tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    tower, _ = assembly.load_eye(eye_run)
+    language_model, tokenizer = symbolic.load_symbolic(SYMBOLIC_BASE)
+    model = assembly.assemble(tower, language_model, tokenizer)
+    settings = {"batch_size": 4, "learning_rate": 1e-3, "seed": 0, "eval_every": 1, "eval_per_task": 2}
+    log = assembly.fine_tune_on_photos(model, tokenizer, 2, out=tmp_path, **settings)
+    assert [r["step"] for r in log] == [1, 2]
+    assert set(log[-1]["accuracy"]) >= set(skills.TASKS) | {"all"}
+    state = torch.load(tmp_path / "photo-checkpoint.pt", weights_only=False)
+    assert state["step"] == 2
+    tower, _ = assembly.load_eye(eye_run)
+    fresh = assembly.assemble(tower, language_model, tokenizer)
+    log = assembly.fine_tune_on_photos(fresh, tokenizer, 3, out=tmp_path, **settings)
+    assert [r["step"] for r in log] == [1, 2, 3]
+    lines = (tmp_path / "photo-log.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [1, 2, 3]
+
+
+def test_every_skill_turn_encodes_with_its_heads_targets_inside_the_turn() -> None:
+    _, tokenizer = symbolic.load_symbolic(SYMBOLIC_BASE)
+    encoder = skills.SkillEncoder(tokenizer)
+    rng = np.random.default_rng(1)
+    looks = generic_looks()
+    for kind in skills.TASKS:
+        for _ in range(20):
+            turn = skills.skill_turn(rng, looks, kind)
+            item = encoder.encode(turn)
+            length = len(item.input_ids)
+            assert 0 < item.answer_start < length, kind
+            assert all(0 <= p < item.answer_start for p in item.gather + item.point), kind
+            image_id = tokenizer.convert_tokens_to_ids(symbolic.IMAGE_TOKEN)
+            assert item.input_ids.count(image_id) == SLOTS * len(turn.photos), kind
+
+
+def test_place_tokens_join_a_base_without_changing_any_answer() -> None:
+    model, tokenizer = symbolic.load_symbolic(SYMBOLIC_BASE)
+    encoder = symbolic.Encoder(tokenizer)
+    rng = np.random.default_rng(2)
+    turns = [symbolic.turn(rng, generic_looks(), kind) for kind in symbolic.TASKS]
+    batch = symbolic.collate([encoder.encode(t) for t in turns], tokenizer.pad_token_id)
+    with torch.no_grad():
+        before, _ = symbolic.forward(model, batch, attentions=False)
+        skills.add_place_tokens(model, tokenizer)
+        assert all(t in tokenizer.get_vocab() for t in PLACE_TOKENS)
+        with_places = skills.SkillEncoder(tokenizer)
+        batch = symbolic.collate([with_places.encode(t) for t in turns], tokenizer.pad_token_id)
+        assert (batch["components"][..., -1] >= len(tokenizer) - len(PLACE_TOKENS)).any()
+        after, _ = symbolic.forward(model, batch, attentions=False)
+    assert torch.allclose(after, before, atol=1e-5)

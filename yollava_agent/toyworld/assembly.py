@@ -1,0 +1,385 @@
+"""The toyworld base LLaVA: the eye's tower and projector before the skills language model.
+
+`assemble` builds one `LlavaForConditionalGeneration` from an eye run (`eye.py`: a
+`CLIPVisionModel` and a llava-1.5 projector trained to put the language model's own slots at the
+image tokens) and a language model that reads those slots (`symbolic.py`'s base, or one
+continued by `skills.py`), with a
+`LlavaProcessor` over the language model's tokenizer and llava-1.5's chat template. It loads
+back with `load_llava(folder)` like any checkpoint: the product's prompts, concept injection,
+trainer and scoring run on it unchanged.
+
+`python -m yollava_agent.toyworld.assembly OUT --eye EYE --language-model LM` assembles it,
+measures every task on rendered photos (`photo_accuracy`: the turns of `skills.py`, the photos
+through the tower), optionally fine-tunes it end to end on photos (`--photo-steps`, resumable
+from OUT/photo-checkpoint.pt: the language model and projector at the given learning rate, the
+tower at a tenth, the same losses and supervised heads as the symbolic stages, every task of
+`skills.py` by default, which is where the base first meets counting, attributes, places and
+several reference photos), and writes OUT/llava (half precision) with
+`training.json`: the settings, every stage's log and the photo accuracy of the written weights.
+
+Chosen not to: train anything here when `--photo-steps` is 0 (the eye is regressed onto the
+language model's slots, so the two are meant to fit as they are), or keep the eye's factor heads
+(they are training aids; LLaVA has no place for them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+import math
+import shutil
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import (
+    LlavaConfig,
+    LlavaForConditionalGeneration,
+    LlavaProcessor,
+)
+
+from yollava_agent.tiny import llava_processor
+from yollava_agent.toyworld import skills, symbolic
+from yollava_agent.toyworld.clip import pixels
+from yollava_agent.toyworld.eye import PATCH_SIZE, Eye, EyeConfig
+from yollava_agent.toyworld.symbolic import (
+    IMAGE_TOKEN,
+    SUPERVISED_LAYERS,
+    Encoded,
+    Turn,
+    answer_loss,
+    collate,
+    head_loss,
+)
+from yollava_agent.toyworld.world import IMAGE_SIZE, generic_looks, render
+
+logger = logging.getLogger(__name__)
+
+MIXES = {"skills": skills.TASK_WEIGHTS, "symbolic": symbolic.TASK_WEIGHTS}
+"""Task mixes of the photo fine-tune: every task, or the symbolic base's own (recognition first)."""
+PHOTO_EVAL_SEED = 21
+PHOTO_EVAL_PER_TASK = 200
+
+
+def load_eye(folder: Path) -> tuple[Eye, dict]:
+    """The eye of a run folder (its `checkpoint.pt`) and the run's record."""
+    state = torch.load(Path(folder) / "checkpoint.pt", weights_only=False)
+    config = EyeConfig(**state["config"])
+    eye = Eye(config, state["eye"]["projector.linear_2.weight"].shape[0])
+    eye.load_state_dict(state["eye"])
+    return eye.eval(), state
+
+
+def assemble(eye: Eye, language_model: torch.nn.Module, tokenizer: object) -> LlavaForConditionalGeneration:
+    """One LLaVA from the eye's tower and projector and the language model (weights copied)."""
+    text = language_model.config
+    config = LlavaConfig(
+        vision_config=eye.tower.config,
+        text_config=text,
+        image_token_id=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
+        projector_hidden_act="gelu",
+        vision_feature_layer=-1,
+        vision_feature_select_strategy="default",
+    )
+    model = LlavaForConditionalGeneration(config)
+    model.model.vision_tower.load_state_dict(eye.tower.state_dict())
+    model.model.multi_modal_projector.load_state_dict(eye.projector.state_dict())
+    model.model.language_model.load_state_dict(language_model.model.state_dict())
+    model.lm_head.load_state_dict(language_model.lm_head.state_dict())
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.config._attn_implementation = "eager"
+    return model.eval()
+
+
+def build_processor(tokenizer: object) -> LlavaProcessor:
+    """64-px photos in 16-px patches, CLIP's normalisation, llava-1.5's chat template."""
+    return llava_processor(tokenizer, IMAGE_SIZE, PATCH_SIZE)
+
+
+def photo_batch(
+    items: Sequence[Encoded], turns: Sequence[Turn], rng: np.random.Generator, pad_id: int
+) -> dict[str, torch.Tensor]:
+    """`symbolic.collate` of the turns, plus their photos rendered (in order) as pixel values."""
+    batch = collate(items, pad_id)
+    photos = [render(scene, rng) for t in turns for scene in t.photos]
+    if photos:
+        batch["pixel_values"] = pixels(np.stack(photos))
+    return batch
+
+
+def llava_forward(
+    model: LlavaForConditionalGeneration, batch: Mapping[str, torch.Tensor], attentions: bool
+) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None]:
+    """Last-layer hidden states (and the language model's attention weights when asked)."""
+    out = model.model(
+        input_ids=batch["input_ids"],
+        pixel_values=batch.get("pixel_values"),
+        attention_mask=batch["attention_mask"],
+        output_attentions=attentions,
+    )
+    return out.last_hidden_state, out.attentions
+
+
+def with_prefix(turn: Turn, prefix: str) -> Turn:
+    """The turn with `prefix` (a concept prompt) where the chat model puts one: right after the
+    photos that come first, or at the start of the text."""
+    head, marker, rest = turn.prompt.partition("ASSISTANT:")
+    start = "USER: "
+    photos = 0
+    while head.startswith(start + f"{IMAGE_TOKEN}\n" * (photos + 1)):
+        photos += 1
+    cut = len(start + f"{IMAGE_TOKEN}\n" * photos)
+    prompt = head[:cut] + prefix + " " + head[cut:] + marker + rest
+    return replace(turn, prompt=prompt)
+
+
+@torch.inference_mode()
+def photo_accuracy(
+    model: LlavaForConditionalGeneration,
+    tokenizer: object,
+    per_task: int,
+    seed: int,
+    tasks: Sequence[str] = skills.TASKS,
+    prefixes: Sequence[str] = (),
+    batch_size: int = 50,
+) -> dict[str, float]:
+    """Accuracy per task on held-out turns whose photos are rendered and seen through the tower
+    (yes/no and letters by their first token, other answers when every token is the top one),
+    per answer label of recognition tasks, and overall (`all`). `prefixes` (concept prompts) go,
+    in turn, into successive turns where the chat model puts an active concept's prompt."""
+    encoder = skills.SkillEncoder(tokenizer)
+    looks = generic_looks()
+    rng = np.random.default_rng(seed)
+    hits: dict[str, list[bool]] = defaultdict(list)
+    model.eval()
+    for kind in tasks:
+        turns = [skills.skill_turn(rng, looks, kind) for _ in range(per_task)]
+        if prefixes:
+            turns = [with_prefix(t, prefixes[i % len(prefixes)]) for i, t in enumerate(turns)]
+        items = [encoder.encode(t) for t in turns]
+        for start in range(0, len(items), batch_size):
+            chunk = slice(start, start + batch_size)
+            batch = photo_batch(items[chunk], turns[chunk], rng, tokenizer.pad_token_id)
+            hidden, _ = llava_forward(model, batch, attentions=False)
+            for row, (item, turn) in enumerate(zip(items[chunk], turns[chunk], strict=True)):
+                hit = skills.answer_hit(model, hidden[row], item, turn.answer)
+                hits[kind].append(hit)
+                if item.label:
+                    hits[f"{kind}/{item.label}"].append(hit)
+    result = {k: round(float(np.mean(v)), 4) for k, v in sorted(hits.items())}
+    result["all"] = round(float(np.mean([h for k in tasks for h in hits[k]])), 4)
+    return result
+
+
+def photo_loss(
+    model: LlavaForConditionalGeneration, batch: Mapping[str, torch.Tensor], pointer_weight: float
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """`symbolic.batch_loss` with the photos seen through the tower."""
+    hidden, attentions = llava_forward(model, batch, attentions=pointer_weight > 0)
+    answer = answer_loss(model, hidden, batch["labels"])
+    parts = {"answer": answer.item()}
+    loss = answer
+    if pointer_weight > 0:
+        assert attentions is not None
+        heads = {
+            name: head_loss(attentions[layer], batch[name], batch["final"])
+            for name, layer in SUPERVISED_LAYERS.items()
+        }
+        loss = loss + pointer_weight * sum(heads.values())
+        parts |= {name: value.item() for name, value in heads.items()}
+    return loss, parts
+
+
+def fine_tune_on_photos(
+    model: LlavaForConditionalGeneration,
+    tokenizer: object,
+    steps: int,
+    batch_size: int,
+    learning_rate: float,
+    seed: int,
+    eval_every: int,
+    out: Path,
+    eval_per_task: int = 100,
+    mix: Mapping[str, float] = skills.TASK_WEIGHTS,
+) -> list[dict]:
+    """End-to-end fine-tuning on rendered photos, turns drawn with `mix` (default: every task of
+    `skills.TASK_WEIGHTS`; `MIXES`): language model and projector at `learning_rate`, the tower
+    at a tenth; returns the log. Every
+    `eval_every` steps the held-out photo accuracy goes to `out/photo-log.jsonl` and the run to
+    `out/photo-checkpoint.pt`, from which the same call resumes."""
+    tower = list(model.model.vision_tower.parameters())
+    tower_ids = {id(p) for p in tower}
+    rest = [p for p in model.parameters() if id(p) not in tower_ids]
+    optimizer = torch.optim.AdamW(
+        [{"params": rest, "lr": learning_rate}, {"params": tower, "lr": learning_rate / 10}],
+        weight_decay=0.01,
+    )
+    warmup = max(1, steps // 20)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda s: min(1.0, (s + 1) / warmup) * (0.1 + 0.45 * (1 + math.cos(math.pi * s / steps))),
+    )
+    encoder = skills.SkillEncoder(tokenizer)
+    looks = generic_looks()
+    rng = np.random.default_rng(seed)
+    log: list[dict] = []
+    first, minutes_before = 1, 0.0
+    checkpoint_path = out / "photo-checkpoint.pt"
+    if checkpoint_path.exists():
+        state = torch.load(checkpoint_path, weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        rng.bit_generator.state = state["rng"]
+        torch.set_rng_state(state["torch_rng"])
+        log, first, minutes_before = state["log"], state["step"] + 1, state["minutes"]
+        logger.warning("Resumed %s at photo step %d", out, state["step"])
+    sums: dict[str, float] = defaultdict(float)
+    started = time.monotonic()
+    model.train()
+    for step in range(first, steps + 1):
+        turns = [skills.skill_turn(rng, looks, mix=mix) for _ in range(batch_size)]
+        items = [encoder.encode(t) for t in turns]
+        batch = photo_batch(items, turns, rng, tokenizer.pad_token_id)
+        loss, parts = photo_loss(model, batch, 1.0)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        for k, v in parts.items():
+            sums[k] += v
+        if step % eval_every == 0 or step == steps:
+            counted = eval_every if step % eval_every == 0 else step % eval_every
+            record = {
+                "step": step,
+                "minutes": round(minutes_before + (time.monotonic() - started) / 60, 2),
+                **{f"loss_{k}": round(v / counted, 4) for k, v in sums.items()},
+                "accuracy": photo_accuracy(model, tokenizer, eval_per_task, seed + 7),
+            }
+            model.train()
+            sums.clear()
+            log.append(record)
+            with (out / "photo-log.jsonl").open("a") as handle:
+                handle.write(json.dumps(record) + "\n")
+            logger.warning("photo step %d %.1f min %s", step, record["minutes"], record["accuracy"])
+            symbolic._atomic_save(
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "schedule": schedule.state_dict(),
+                    "rng": rng.bit_generator.state,
+                    "torch_rng": torch.get_rng_state(),
+                    "step": step,
+                    "minutes": record["minutes"],
+                    "log": log,
+                },
+                checkpoint_path,
+            )
+    model.eval()
+    return log
+
+
+def write_base(model: LlavaForConditionalGeneration, tokenizer: object, folder: Path, report: dict) -> None:
+    """Write the LLaVA (half precision), its processor and `training.json` to `folder`, through a
+    temporary sibling renamed into place."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        # A half copy: `model.half()` would also round the rotary frequencies in place, which
+        # loading recomputes in float32, so the caller's model would no longer be the written one.
+        copy.deepcopy(model).half().save_pretrained(staging)
+        build_processor(tokenizer).save_pretrained(staging)
+        (staging / "training.json").write_text(json.dumps(report, indent=1))
+        if folder.exists():
+            shutil.rmtree(folder)
+        staging.rename(folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _rounded(model: torch.nn.Module) -> None:
+    """Round the weights to half precision in place (what the written checkpoint holds)."""
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.copy_(parameter.half().float())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", type=Path, help="folder to write llava/ and photo-log.jsonl to")
+    parser.add_argument("--eye", type=Path, required=True, help="an eye run folder (eye.py)")
+    parser.add_argument(
+        "--language-model", type=Path, required=True, help="an exported language model (skills.py)"
+    )
+    parser.add_argument("--photo-steps", type=int, default=0)
+    parser.add_argument("--photo-batch", type=int, default=32)
+    parser.add_argument("--photo-learning-rate", type=float, default=3e-4)
+    parser.add_argument("--photo-mix", choices=sorted(MIXES), default="skills")
+    parser.add_argument("--eval-every", type=int, default=250)
+    parser.add_argument("--eval-per-task", type=int, default=PHOTO_EVAL_PER_TASK)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
+    torch.set_num_threads(args.threads)
+    eye, eye_state = load_eye(args.eye)
+    language_model, tokenizer = symbolic.load_symbolic(args.language_model)
+    model = assemble(eye, language_model, tokenizer)
+    started = time.monotonic()
+    assembled = photo_accuracy(model, tokenizer, args.eval_per_task, PHOTO_EVAL_SEED)
+    logger.warning("assembled: photo accuracy %s", assembled)
+    args.out.mkdir(parents=True, exist_ok=True)
+    photo_log = []
+    if args.photo_steps:
+        photo_log = fine_tune_on_photos(
+            model,
+            tokenizer,
+            args.photo_steps,
+            args.photo_batch,
+            args.photo_learning_rate,
+            args.seed,
+            args.eval_every,
+            args.out,
+            mix=MIXES[args.photo_mix],
+        )
+    _rounded(model)
+    final = photo_accuracy(model, tokenizer, args.eval_per_task, PHOTO_EVAL_SEED)
+    logger.warning("written: photo accuracy %s", final)
+    eye_log = [json.loads(line) for line in (args.eye / "log.jsonl").read_text().splitlines()]
+    lm_report = json.loads((args.language_model / "training.json").read_text())
+    report = {
+        "eye": {"config": eye_state["config"], "step": eye_state["step"], "log": eye_log},
+        "language_model": {k: v for k, v in lm_report.items() if k != "held_out"}
+        | {"held_out_symbolic": lm_report.get("held_out")},
+        "photo_fine_tune": {
+            "steps": args.photo_steps,
+            "batch": args.photo_batch,
+            "learning_rate": args.photo_learning_rate,
+            "mix": args.photo_mix,
+            "log": photo_log,
+        },
+        "photo_accuracy_assembled": assembled,
+        "photo_accuracy": {"per_task": args.eval_per_task, "seed": PHOTO_EVAL_SEED, "accuracy": final},
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "minutes": round((time.monotonic() - started) / 60, 1),
+        "torch": torch.__version__,
+    }
+    write_base(model, tokenizer, args.out / "llava", report)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
