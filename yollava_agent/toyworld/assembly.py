@@ -51,12 +51,9 @@ from yollava_agent.toyworld.clip import pixels
 from yollava_agent.toyworld.eye import PATCH_SIZE, Eye, EyeConfig
 from yollava_agent.toyworld.symbolic import (
     IMAGE_TOKEN,
-    SUPERVISED_LAYERS,
     Encoded,
     Turn,
-    answer_loss,
     collate,
-    head_loss,
 )
 from yollava_agent.toyworld.world import IMAGE_SIZE, generic_looks, render
 
@@ -183,19 +180,7 @@ def photo_loss(
     model: LlavaForConditionalGeneration, batch: Mapping[str, torch.Tensor], pointer_weight: float
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """`symbolic.batch_loss` with the photos seen through the tower."""
-    hidden, attentions = llava_forward(model, batch, attentions=pointer_weight > 0)
-    answer = answer_loss(model, hidden, batch["labels"])
-    parts = {"answer": answer.item()}
-    loss = answer
-    if pointer_weight > 0:
-        assert attentions is not None
-        heads = {
-            name: head_loss(attentions[layer], batch[name], batch["final"])
-            for name, layer in SUPERVISED_LAYERS.items()
-        }
-        loss = loss + pointer_weight * sum(heads.values())
-        parts |= {name: value.item() for name, value in heads.items()}
-    return loss, parts
+    return symbolic.batch_loss(model, batch, pointer_weight, forward=llava_forward)
 
 
 def fine_tune_on_photos(
@@ -233,13 +218,8 @@ def fine_tune_on_photos(
     log: list[dict] = []
     first, minutes_before = 1, 0.0
     checkpoint_path = out / "photo-checkpoint.pt"
-    if checkpoint_path.exists():
-        state = torch.load(checkpoint_path, weights_only=False)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
-        rng.bit_generator.state = state["rng"]
-        torch.set_rng_state(state["torch_rng"])
+    state = symbolic.resume_run(checkpoint_path, model, optimizer, schedule, rng)
+    if state is not None:
         log, first, minutes_before = state["log"], state["step"] + 1, state["minutes"]
         logger.warning("Resumed %s at photo step %d", out, state["step"])
     sums: dict[str, float] = defaultdict(float)
@@ -271,18 +251,15 @@ def fine_tune_on_photos(
             with (out / "photo-log.jsonl").open("a") as handle:
                 handle.write(json.dumps(record) + "\n")
             logger.warning("photo step %d %.1f min %s", step, record["minutes"], record["accuracy"])
-            symbolic._atomic_save(
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "schedule": schedule.state_dict(),
-                    "rng": rng.bit_generator.state,
-                    "torch_rng": torch.get_rng_state(),
-                    "step": step,
-                    "minutes": record["minutes"],
-                    "log": log,
-                },
+            symbolic.save_run(
                 checkpoint_path,
+                model,
+                optimizer,
+                schedule,
+                rng,
+                step=step,
+                minutes=record["minutes"],
+                log=log,
             )
     model.eval()
     return log

@@ -409,9 +409,7 @@ def skill_turn(
 ) -> Turn:
     """One generated turn of `kind` (a symbolic task or a skill), or drawn with `mix`."""
     if kind is None:
-        kinds = list(mix)
-        weights = np.asarray([mix[k] for k in kinds], dtype=float)
-        kind = kinds[int(rng.choice(len(kinds), p=weights / weights.sum()))]
+        kind = symbolic.draw_kind(rng, mix)
     if kind in _SKILL_BUILDERS:
         return _SKILL_BUILDERS[kind](rng, looks, max_objects)
     return symbolic.turn(rng, looks, kind, max_objects=max_objects)
@@ -503,12 +501,6 @@ def answer_hit(model: torch.nn.Module, hidden: torch.Tensor, item: Encoded, answ
     return bool(right[0] if _first_token_decides(answer) else right.all())
 
 
-def _batch_loss(
-    model: LlamaForCausalLM, batch: Mapping[str, torch.Tensor], pointer_weight: float
-) -> tuple[torch.Tensor, dict[str, float]]:
-    return symbolic.batch_loss(model, batch, pointer_weight)
-
-
 def train_skills(
     out: Path,
     base: Path,
@@ -532,13 +524,8 @@ def train_skills(
     rng = np.random.default_rng(config.seed + 1)
     step, minutes_before = 0, 0.0
     checkpoint_path = out / "checkpoint.pt"
-    if checkpoint_path.exists():
-        state = torch.load(checkpoint_path, weights_only=False)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
-        rng.bit_generator.state = state["rng"]
-        torch.set_rng_state(state["torch_rng"])
+    state = symbolic.resume_run(checkpoint_path, model, optimizer, schedule, rng)
+    if state is not None:
         step, minutes_before = state["step"], state["minutes"]
         logger.warning("Resumed %s at step %d (%.1f min)", out, step, minutes_before)
     looks = generic_looks()
@@ -552,7 +539,7 @@ def train_skills(
         items = [
             encoder.encode(skill_turn(rng, looks, mix=config.mix)) for _ in range(config.batch_size)
         ]
-        loss, parts = _batch_loss(model, collate(items, pad), config.pointer_weight)
+        loss, parts = symbolic.batch_loss(model, collate(items, pad), config.pointer_weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -583,19 +570,16 @@ def train_skills(
             )
             sums.clear()
             counted = 0
-            symbolic._atomic_save(
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "schedule": schedule.state_dict(),
-                    "rng": rng.bit_generator.state,
-                    "torch_rng": torch.get_rng_state(),
-                    "step": step,
-                    "minutes": minutes,
-                    "config": asdict(config),
-                    "base": str(base),
-                },
+            symbolic.save_run(
                 checkpoint_path,
+                model,
+                optimizer,
+                schedule,
+                rng,
+                step=step,
+                minutes=minutes,
+                config=asdict(config),
+                base=str(base),
             )
             if max_minutes is not None and minutes >= max_minutes:
                 break

@@ -61,7 +61,7 @@ import shutil
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -443,10 +443,15 @@ def turn(
 ) -> Turn:
     """One generated turn of `kind`, or of a kind drawn with the `mix` weights."""
     if kind is None:
-        kinds = list(mix)
-        weights = np.asarray([mix[k] for k in kinds], dtype=float)
-        kind = kinds[int(rng.choice(len(kinds), p=weights / weights.sum()))]
+        kind = draw_kind(rng, mix)
     return _BUILDERS[kind](rng, looks, max_objects)
+
+
+def draw_kind(rng: np.random.Generator, mix: Mapping[str, float]) -> str:
+    """A task kind drawn with the `mix` weights."""
+    kinds = list(mix)
+    weights = np.asarray([mix[k] for k in kinds], dtype=float)
+    return kinds[int(rng.choice(len(kinds), p=weights / weights.sum()))]
 
 
 # --- the tokenizer and the model ---------------------------------------------------------------
@@ -786,8 +791,13 @@ class PretrainConfig:
 
 
 def batch_loss(
-    model: LlamaForCausalLM, batch: Mapping[str, torch.Tensor], pointer_weight: float
+    model: torch.nn.Module,
+    batch: Mapping[str, torch.Tensor],
+    pointer_weight: float,
+    forward: Callable[..., tuple[torch.Tensor, tuple[torch.Tensor, ...] | None]] = forward,
 ) -> tuple[torch.Tensor, dict[str, float]]:
+    """The answers' loss plus `pointer_weight` times the supervised heads' losses; `forward`
+    gives the last hidden states and attentions (slots here, photos in `assembly.py`)."""
     hidden, attentions = forward(model, batch, attentions=pointer_weight > 0)
     answer = answer_loss(model, hidden, batch["labels"])
     parts = {"answer": answer.item()}
@@ -878,6 +888,46 @@ def _atomic_save(obj: object, path: Path) -> None:
     os.replace(staging, path)
 
 
+def save_run(
+    path: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    schedule: torch.optim.lr_scheduler.LRScheduler,
+    rng: np.random.Generator,
+    **extra: object,
+) -> None:
+    """Write a resumable training run (weights, optimiser, schedule, both generators and
+    `extra`) to `path` through a temporary file renamed into place."""
+    state = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "schedule": schedule.state_dict(),
+        "rng": rng.bit_generator.state,
+        "torch_rng": torch.get_rng_state(),
+    }
+    _atomic_save(state | extra, path)
+
+
+def resume_run(
+    path: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    schedule: torch.optim.lr_scheduler.LRScheduler,
+    rng: np.random.Generator,
+) -> dict | None:
+    """Restore what `save_run` wrote to `path` into the given objects and return the whole
+    state (its extras included), or None when there is no run to resume."""
+    if not path.exists():
+        return None
+    state = torch.load(path, weights_only=False)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    schedule.load_state_dict(state["schedule"])
+    rng.bit_generator.state = state["rng"]
+    torch.set_rng_state(state["torch_rng"])
+    return state
+
+
 def pretrain(
     out: Path,
     config: PretrainConfig,
@@ -897,13 +947,8 @@ def pretrain(
     rng = np.random.default_rng(config.seed + 1)
     step, minutes_before, stage, stage_start = 0, 0.0, 0, 0
     checkpoint_path = out / "checkpoint.pt"
-    if checkpoint_path.exists():
-        state = torch.load(checkpoint_path, weights_only=False)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
-        rng.bit_generator.state = state["rng"]
-        torch.set_rng_state(state["torch_rng"])
+    state = resume_run(checkpoint_path, model, optimizer, schedule, rng)
+    if state is not None:
         step, minutes_before = state["step"], state["minutes"]
         stage, stage_start = state["stage"], state["stage_start"]
         logger.warning("Resumed %s at step %d (%.1f min)", out, step, minutes_before)
@@ -963,20 +1008,17 @@ def pretrain(
             ):
                 stage, stage_start = stage + 1, step
                 logger.warning("step %d: curriculum stage %r", step, config.stages[stage].name)
-            _atomic_save(
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "schedule": schedule.state_dict(),
-                    "rng": rng.bit_generator.state,
-                    "torch_rng": torch.get_rng_state(),
-                    "step": step,
-                    "minutes": minutes(),
-                    "stage": stage,
-                    "stage_start": stage_start,
-                    "config": asdict(config),
-                },
+            save_run(
                 checkpoint_path,
+                model,
+                optimizer,
+                schedule,
+                rng,
+                step=step,
+                minutes=minutes(),
+                stage=stage,
+                stage_start=stage_start,
+                config=asdict(config),
             )
             if max_minutes is not None and minutes() >= max_minutes:
                 break
