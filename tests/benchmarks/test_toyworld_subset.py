@@ -4,11 +4,9 @@ It runs `yollava eval --benchmark toyworld`'s code path (committed base and CLIP
 dataset and recipe) for `vanilla`, `description`, `reference` and `trained` on four subjects, and checks it
 against the README's full run (`benchmarks/results/toyworld/results.json`): the same numbers for
 these subjects within what float rounding on another CPU can move (TOLERANCE), hence the same
-margins between methods; vanilla near 0.5 (the base knows nothing of the subjects); and the
-base's recognition answers (its yes/no tasks on photos) unchanged with the trained concepts loaded
-(not mentioned in the question). Answers in words do change with concepts loaded (the README
-reports by how much: the trained output rows win some word positions), and the README reports
-what a concept prompt in the question does to every answer.
+margins between methods; vanilla near 0.5 (the base knows nothing of the subjects); and generic
+answers unchanged with the trained concepts loaded (not mentioned in the question: the README
+reports what a concept prompt in the question does to them).
 """
 
 from __future__ import annotations
@@ -20,7 +18,6 @@ import pytest
 
 from yollava_agent.evaluation.methods import DESCRIPTION, REFERENCE, TRAINED, VANILLA
 from yollava_agent.toyworld.benchmark import CI_CONCEPTS, run_benchmark
-from yollava_agent.toyworld.symbolic import RECOGNITION_TASKS
 
 FULL_RUN = (
     Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "toyworld" / "results.json"
@@ -67,8 +64,7 @@ def test_the_base_knows_nothing_of_the_subjects(subset) -> None:
     assert report.summary(VANILLA)["weighted"] == pytest.approx(0.5, abs=0.1)
 
 
-def test_loaded_concepts_leave_generic_recognition_answers_unchanged(subset) -> None:
+def test_loaded_concepts_leave_generic_answers_unchanged(subset) -> None:
     _, generic, _ = subset
     assert generic is not None
-    for task in (*RECOGNITION_TASKS, "photos"):
-        assert generic["with_concepts_loaded"][task] == generic["base"][task], task
+    assert generic["with_concepts_loaded"] == generic["base"]

@@ -466,7 +466,8 @@ def test_a_toyworld_base_is_a_name_or_a_saved_llava_and_brings_its_recipe(tmp_pa
     (folder / "training.json").write_text(json.dumps({"eye": {}}))
     photos = bench.benchmark_training(folder, seed=3)
     assert photos == bench.benchmark_training("photos", seed=3)
-    assert (photos.learning_rate, photos.latent_init, photos.seed) == (0.05, "image", 3)
+    assert (photos.learning_rate, photos.output_learning_rate) == (0.05, 1e-3)
+    assert (photos.latent_init, photos.seed) == ("image", 3)
 
 
 def test_ablation_curves_train_with_fewer_photos_and_tokens(report_files, runtime, tmp_path: Path) -> None:

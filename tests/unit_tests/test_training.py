@@ -126,6 +126,8 @@ def test_config_checks_name_the_value() -> None:
         TrainingConfig(epochs=0)
     with pytest.raises(ValueError, match=r"learning_rate must be > 0, got -1"):
         TrainingConfig(learning_rate=-1)
+    with pytest.raises(ValueError, match=r"output_learning_rate must be > 0 or None, got 0"):
+        TrainingConfig(output_learning_rate=0)
     with pytest.raises(ValueError, match=r"latent_init must be 'mean' or 'image', got 'random'"):
         TrainingConfig(latent_init="random")
     with pytest.raises(ValueError, match=r"num_latent_tokens must be an integer >= 0, got -1"):
@@ -187,6 +189,19 @@ def test_image_init_trains_from_the_photos_image_tokens(runtime) -> None:
     start = image_token_rows(runtime, [photo for _, photo in photos], 4, config.seed)
     # Training moves rows a little: each run ends near where it started, far from the other.
     assert float((from_images - start).norm()) < 0.5 * float((from_mean - start).norm())
+
+
+def test_output_rows_train_at_their_own_rate(runtime) -> None:
+    from yollava_agent.training.trainer import initial_concept
+
+    assert not runtime.tied_embeddings
+    photos, negatives = _photos(3), _photos(4, blue=True)
+    start = initial_concept(runtime, "bo", FAST.num_latent_tokens, FAST.seed)
+    slow = train_concept(runtime, "bo", photos, negatives, replace(FAST, output_learning_rate=1e-9))
+    same = train_concept(runtime, "bo", photos, negatives, FAST)
+    assert torch.allclose(slow.output_embeddings, start.output_embeddings, atol=1e-6)
+    assert not torch.allclose(same.output_embeddings, start.output_embeddings, atol=1e-3)
+    assert not torch.allclose(slow.input_embeddings, start.input_embeddings, atol=1e-3)
 
 
 def test_recognition_phrasings_are_many_and_distinct() -> None:

@@ -49,6 +49,10 @@ class TrainingConfig:
 
     epochs: int = 15
     learning_rate: float = 1e-3
+    output_learning_rate: float | None = None
+    """The output rows' rate (None: `learning_rate`). Lower, a loaded concept's output rows do not
+    outgrow the vocabulary's and win words it was not asked about (a base with long rows trains
+    its input rows fast)."""
     weight_decay: float = 0.01
     batch_size: int = 1
     warmup_epochs: int = 4
@@ -111,6 +115,12 @@ class TrainingConfig:
             raise ValueError(msg)
         if not self.learning_rate > 0:
             msg = f"TrainingConfig.learning_rate must be > 0, got {self.learning_rate!r}."
+            raise ValueError(msg)
+        if self.output_learning_rate is not None and not self.output_learning_rate > 0:
+            msg = (
+                "TrainingConfig.output_learning_rate must be > 0 or None, "
+                f"got {self.output_learning_rate!r}."
+            )
             raise ValueError(msg)
         if self.weight_decay < 0:
             msg = f"TrainingConfig.weight_decay must be >= 0, got {self.weight_decay!r}."

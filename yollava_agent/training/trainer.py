@@ -435,7 +435,11 @@ def _train_rows(
     started: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     rows.to(runtime.device)
-    optimizer = torch.optim.AdamW(rows.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    groups = [{"params": [rows.input_rows], "lr": config.learning_rate}]
+    if rows.output_rows is not rows.input_rows:
+        output_lr = config.output_learning_rate or config.learning_rate
+        groups.append({"params": [rows.output_rows], "lr": output_lr})
+    optimizer = torch.optim.AdamW(groups, lr=config.learning_rate, weight_decay=config.weight_decay)
     step_function = _step_function(runtime, rows, encoder, encoded, config)
     steps = (len(encoded) + config.batch_size - 1) // config.batch_size
     remaining = RemainingTime(config.epochs * steps)
