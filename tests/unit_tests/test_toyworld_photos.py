@@ -95,7 +95,7 @@ def test_an_objects_token_is_the_mean_of_the_tokens_it_owns() -> None:
 
 @pytest.fixture(scope="module")
 def assembled(eye_run: Path):
-    tower, _ = assembly.load_eye(eye_run)
+    tower, _ = eye.load_eye(eye_run)
     language_model, tokenizer = symbolic.load_symbolic(SYMBOLIC_BASE)
     return tower, language_model, tokenizer, assembly.assemble(tower, language_model, tokenizer)
 
@@ -145,7 +145,7 @@ def test_a_written_base_loads_back_through_load_llava_with_the_same_answers(
 
 def test_the_photo_fine_tune_logs_checkpoints_and_resumes(eye_run: Path, tmp_path: Path) -> None:
     torch.set_num_threads(1)
-    tower, _ = assembly.load_eye(eye_run)
+    tower, _ = eye.load_eye(eye_run)
     language_model, tokenizer = symbolic.load_symbolic(SYMBOLIC_BASE)
     model = assembly.assemble(tower, language_model, tokenizer)
     settings = {"batch_size": 4, "learning_rate": 1e-3, "seed": 0, "eval_every": 1, "eval_per_task": 2}
@@ -154,7 +154,7 @@ def test_the_photo_fine_tune_logs_checkpoints_and_resumes(eye_run: Path, tmp_pat
     assert set(log[-1]["accuracy"]) >= set(skills.TASKS) | {"all"}
     state = torch.load(tmp_path / "photo-checkpoint.pt", weights_only=False)
     assert state["step"] == 2
-    tower, _ = assembly.load_eye(eye_run)
+    tower, _ = eye.load_eye(eye_run)
     fresh = assembly.assemble(tower, language_model, tokenizer)
     log = assembly.fine_tune_on_photos(fresh, tokenizer, 3, out=tmp_path, **settings)
     assert [r["step"] for r in log] == [1, 2, 3]

@@ -48,7 +48,7 @@ from transformers import (
 from yollava_agent.tiny import llava_processor
 from yollava_agent.toyworld import skills, symbolic
 from yollava_agent.toyworld.clip import pixels
-from yollava_agent.toyworld.eye import PATCH_SIZE, Eye, EyeConfig
+from yollava_agent.toyworld.eye import PATCH_SIZE, Eye, load_eye
 from yollava_agent.toyworld.symbolic import (
     IMAGE_TOKEN,
     Encoded,
@@ -63,15 +63,6 @@ MIXES = {"skills": skills.TASK_WEIGHTS, "symbolic": symbolic.TASK_WEIGHTS}
 """Task mixes of the photo fine-tune: every task, or the symbolic base's own (recognition first)."""
 PHOTO_EVAL_SEED = 21
 PHOTO_EVAL_PER_TASK = 200
-
-
-def load_eye(folder: Path) -> tuple[Eye, dict]:
-    """The eye of a run folder (its `checkpoint.pt`) and the run's record."""
-    state = torch.load(Path(folder) / "checkpoint.pt", weights_only=False)
-    config = EyeConfig(**state["config"])
-    eye = Eye(config, state["eye"]["projector.linear_2.weight"].shape[0])
-    eye.load_state_dict(state["eye"])
-    return eye.eval(), state
 
 
 def assemble(eye: Eye, language_model: torch.nn.Module, tokenizer: object) -> LlavaForConditionalGeneration:

@@ -243,6 +243,15 @@ class Eye(torch.nn.Module):
         return features, self.projector(features)
 
 
+def load_eye(folder: Path) -> tuple[Eye, dict]:
+    """The eye of a run folder (its `checkpoint.pt`) and the run's record."""
+    state = torch.load(Path(folder) / "checkpoint.pt", weights_only=False)
+    config = EyeConfig(**state["config"])
+    eye = Eye(config, state["eye"]["projector.linear_2.weight"].shape[0])
+    eye.load_state_dict(state["eye"])
+    return eye.eval(), state
+
+
 def eye_loss(
     eye: Eye,
     batch: dict[str, torch.Tensor],
@@ -333,24 +342,46 @@ def object_tokens(
 
 
 @torch.enable_grad()
-def object_probe_accuracy(
+def object_probe_hits(
     tokens: torch.Tensor, labels: torch.Tensor, owners: torch.Tensor, fit_share: float = 0.7
-) -> dict[str, float]:
-    """Per object factor: a linear probe on each object's mean image token (`object_tokens`),
-    fitted on the first `fit_share` of the photos' objects, its accuracy on the rest."""
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Per object factor, a linear probe on each object's mean image token (`object_tokens`),
+    fitted on the first `fit_share` of the photos' objects: whether it is right on each held-out
+    object (IGNORE-labelled ones included, to be masked), and those objects' labels."""
     split = int(len(tokens) * fit_share)
     fit_x, fit_y = object_tokens(tokens[:split], labels[:split], owners[:split])
     test_x, test_y = object_tokens(tokens[split:], labels[split:], owners[split:])
-    result = {}
+    hits = {}
     for k, (name, values) in enumerate(FACTORS.items()):
         if name == "background":
             continue
-        fit_rows, test_rows = fit_y[:, k] != IGNORE, test_y[:, k] != IGNORE
+        fit_rows = fit_y[:, k] != IGNORE
         probe = fit_probe(fit_x[fit_rows].detach(), fit_y[fit_rows][:, k], len(values))
         with torch.no_grad():
-            predicted = probe(test_x[test_rows]).argmax(-1)
-        result[name] = round(float((predicted == test_y[test_rows][:, k]).float().mean()), 4)
-    return result
+            hits[name] = probe(test_x).argmax(-1) == test_y[:, k]
+    return hits, test_y
+
+
+def object_scores(
+    hits: dict[str, torch.Tensor], labels: torch.Tensor, among: torch.Tensor | None = None
+) -> dict[str, float]:
+    """Per factor, the share of `object_probe_hits` that are right on the objects it applies to
+    (and, when given, that `among` selects)."""
+    names = list(FACTORS)
+    scores = {}
+    for name, right in hits.items():
+        applies = labels[:, names.index(name)] != IGNORE
+        if among is not None:
+            applies = applies & among
+        scores[name] = round(float(right[applies].float().mean()), 4)
+    return scores
+
+
+def object_probe_accuracy(
+    tokens: torch.Tensor, labels: torch.Tensor, owners: torch.Tensor, fit_share: float = 0.7
+) -> dict[str, float]:
+    """Per object factor: the held-out accuracy of `object_probe_hits`."""
+    return object_scores(*object_probe_hits(tokens, labels, owners, fit_share))
 
 
 @torch.inference_mode()
@@ -482,38 +513,23 @@ PROBE_SEED = 10**6 + 5
 def probe_report(out: Path, photos: int = PROBE_PHOTOS, seed: int = PROBE_SEED) -> dict:
     """The gate's probes of a run's eye on `photos` fresh held-out photos: per token, per object
     (its mean token), and per object split by size (small objects bound shape and rim)."""
-    from yollava_agent.toyworld.assembly import load_eye
-
     eye, state = load_eye(out)
     _, _, ids = language_model_rows(Path(state["language_model"]))
     bank = PhotoBank(photos, ids, seed)
     _, tokens = project(eye, bank)
     labels, owners = torch.from_numpy(bank.labels), torch.from_numpy(bank.owners)
-    split = int(photos * 0.7)
-    fit_x, fit_y = object_tokens(tokens[:split], labels[:split], owners[:split])
-    test_x, test_y = object_tokens(tokens[split:], labels[split:], owners[split:])
-    names = list(FACTORS)
-    by_size: dict[str, dict[str, float]] = {}
-    for name in FACTORS:
-        if name == "background":
-            continue
-        k = names.index(name)
-        fit_rows, test_rows = fit_y[:, k] != IGNORE, test_y[:, k] != IGNORE
-        with torch.enable_grad():
-            probe = fit_probe(fit_x[fit_rows], fit_y[fit_rows][:, k], len(FACTORS[name]))
-        with torch.no_grad():
-            right = probe(test_x).argmax(-1) == test_y[:, k]
-        by_size[name] = {
-            size: round(float(right[test_rows & (test_y[:, names.index("size")] == i)].float().mean()), 4)
-            for i, size in enumerate(FACTORS["size"])
-        }
+    hits, test_y = object_probe_hits(tokens, labels, owners)
+    size = test_y[:, list(FACTORS).index("size")]
+    per_size = {word: object_scores(hits, test_y, size == i) for i, word in enumerate(FACTORS["size"])}
     return {
         "step": state["step"],
         "photos": photos,
         "seed": seed,
         "token_probes": probe_accuracy(tokens, labels),
-        "object_probes": object_probe_accuracy(tokens, labels, owners),
-        "object_probes_by_size": by_size,
+        "object_probes": object_scores(hits, test_y),
+        "object_probes_by_size": {
+            name: {word: scores[name] for word, scores in per_size.items()} for name in hits
+        },
     }
 
 

@@ -130,6 +130,18 @@ def stack_views(views: Sequence[torch.Tensor]) -> torch.Tensor:
     return torch.stack(padded)
 
 
+def image_features(
+    model: torch.nn.Module, pixel_values: torch.Tensor, image_sizes: torch.Tensor | None = None
+) -> list[torch.Tensor]:
+    """Each view's projected image features, [image tokens, hidden]: what the language model
+    receives. The model's config supplies the feature layer, selection and (OneVision) aspect
+    ratio; LLaVA-NeXT and OneVision tile each photo by its shape, so views differ in token count."""
+    kwargs = {} if image_sizes is None else {"image_sizes": image_sizes}
+    output = model.model.get_image_features(pixel_values=pixel_values, **kwargs)
+    features = getattr(output, "pooler_output", output)
+    return [feature.reshape(-1, feature.shape[-1]) for feature in features]
+
+
 def _first_concept_index(ids: Sequence[int], first_id: int, count: int) -> int | None:
     return next((i for i, t in enumerate(ids) if first_id <= t < first_id + count), None)
 
@@ -426,25 +438,16 @@ class FastPath:
         return stored
 
     def _vision(self, views: list[tuple[int, bool]]) -> list[torch.Tensor]:
-        """Projected image features of each view, [image tokens, hidden], computed only once.
-
-        LLaVA-NeXT and OneVision tile each photo by its shape, so views differ in token count.
-        """
+        """Projected image features of each view (`image_features`), computed only once."""
         new = [view for view in dict.fromkeys(views) if view not in self._features]
         if new:
             pixels = stack_views([self.encoder.photos[photo][int(flip)] for photo, flip in new])
-            kwargs = {}
+            sizes = None
             if self.encoder.image_sizes:
-                sizes = [self.encoder.image_sizes[photo][int(flip)] for photo, flip in new]
-                kwargs["image_sizes"] = torch.stack(sizes).to(self.device)
-            # The model's config supplies the feature layer, selection and (OneVision) aspect ratio.
-            output = self.model.model.get_image_features(
-                pixel_values=pixels.to(self.device, self.dtype), **kwargs
-            )
-            features = getattr(output, "pooler_output", output)
+                chosen = [self.encoder.image_sizes[photo][int(flip)] for photo, flip in new]
+                sizes = torch.stack(chosen).to(self.device)
+            features = image_features(self.model, pixels.to(self.device, self.dtype), sizes)
             for view, feature in zip(new, features, strict=True):
-                self._features[view] = feature.reshape(-1, feature.shape[-1]).to(
-                    self.device, self.dtype
-                )
+                self._features[view] = feature.to(self.device, self.dtype)
             self.stats.vision_images += len(new)
         return [self._features[view] for view in views]

@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 
 from yollava_agent.runtime import LlavaRuntime
+from yollava_agent.training.fast import image_features
 
 KMEANS_ITERATIONS = 25
 
@@ -60,13 +61,8 @@ def image_token_rows(
     runtime: LlavaRuntime, photos: Sequence[Image.Image], k: int, seed: int
 ) -> torch.Tensor:
     """(k, hidden) latent rows: k-means centres of the photos' projected image tokens."""
-    processor = runtime.processor
-    views = processor.image_processor(images=list(photos), return_tensors="pt")
-    kwargs = {}
-    if "image_sizes" in views:
-        kwargs["image_sizes"] = views["image_sizes"].to(runtime.device)
+    views = runtime.processor.image_processor(images=list(photos), return_tensors="pt")
+    sizes = views["image_sizes"].to(runtime.device) if "image_sizes" in views else None
     pixel_values = views["pixel_values"].to(runtime.device, runtime.dtype)
-    output = runtime.model.model.get_image_features(pixel_values=pixel_values, **kwargs)
-    features = getattr(output, "pooler_output", output)
-    tokens = torch.cat([f.reshape(-1, f.shape[-1]) for f in features]).float().cpu()
+    tokens = torch.cat(image_features(runtime.model, pixel_values, sizes)).float().cpu()
     return kmeans(tokens, k, seed)
