@@ -193,3 +193,50 @@ def test_place_tokens_join_a_base_without_changing_any_answer() -> None:
         assert (batch["components"][..., -1] >= len(tokenizer) - len(PLACE_TOKENS)).any()
         after, _ = symbolic.forward(model, batch, attentions=False)
     assert torch.allclose(after, before, atol=1e-5)
+
+
+def test_an_eye_started_from_another_keeps_its_weights_and_trains_on(
+    eye_run: Path, tmp_path: Path
+) -> None:
+    started, _ = eye.load_eye(eye_run)
+    out = tmp_path / "continued"
+    eye.train_eye(out, SYMBOLIC_BASE, tiny_eye_config(steps=1, learning_rate=0.0), init=eye_run)
+    state = torch.load(out / "checkpoint.pt", weights_only=False)
+    assert state["step"] == 1 and state["init"] == str(eye_run)
+    for name, value in started.state_dict().items():
+        assert torch.equal(state["eye"][name], value), name
+    with pytest.raises(ValueError, match=r"is a tower of \{'width': 32.*pass the same --width"):
+        eye.train_eye(tmp_path / "wider", SYMBOLIC_BASE, tiny_eye_config(width=64), init=eye_run)
+    assert not (tmp_path / "wider" / "checkpoint.pt").exists()
+
+
+def test_an_option_word_is_the_same_token_as_in_the_description_after_stage_two() -> None:
+    from yollava_agent.toyworld.language import two_choice
+
+    _, tokenizer = symbolic.load_symbolic(SYMBOLIC_BASE)
+    separated = skills.separate_words_from_newlines(tokenizer)
+    question, _ = two_choice("What colour is dax?", "red", "blue", np.random.default_rng(0))
+    described = separated.tokenize("dax is a red striped star.")
+    assert "\u2581red" not in tokenizer.tokenize(question), "the base's tokenizer merged them"
+    options = separated.tokenize(question)
+    assert "\u2581red" in options and "\u2581blue" in options and "\u2581red" in described
+    assert separated.get_vocab() == tokenizer.get_vocab()
+    plain = "<image>\nIs dax in this photo? Answer yes or no."
+    assert separated(plain)["input_ids"] == tokenizer(plain)["input_ids"]
+
+
+def test_the_skills_stage_logs_resumes_and_exports_a_base_with_place_tokens(tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    out = tmp_path / "skills"
+    config = skills.SkillsConfig(steps=2, batch_size=4, warmup=1, eval_every=1, eval_per_task=2)
+    skills.train_skills(out, SYMBOLIC_BASE, config)
+    skills.train_skills(out, SYMBOLIC_BASE, skills.SkillsConfig(**{**config.__dict__, "steps": 3}))
+    lines = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in lines] == [1, 2, 3]
+    assert set(lines[-1]["accuracy"]) >= set(skills.TASKS)
+    report = skills.export(out, tmp_path / "base", per_task=2)
+    assert report["step"] == 3
+    model, tokenizer = symbolic.load_symbolic(tmp_path / "base")
+    assert all(t in tokenizer.get_vocab() for t in PLACE_TOKENS)
+    assert model.get_input_embeddings().weight.shape[0] == len(tokenizer)
+    assert "\u2581red" in tokenizer.tokenize("A. red\nB. blue")

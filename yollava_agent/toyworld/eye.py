@@ -418,12 +418,39 @@ def language_model_rows(folder: Path) -> tuple[torch.Tensor, float, dict[str, in
     return table, float(model.config.slot_scale), word_ids(tokenizer)
 
 
-def train_eye(out: Path, language_model: Path, config: EyeConfig, max_minutes: float | None = None) -> dict:
-    """Train (or resume) an eye in `out` against the frozen language model in `language_model`."""
+def train_eye(
+    out: Path,
+    language_model: Path,
+    config: EyeConfig,
+    max_minutes: float | None = None,
+    init: Path | None = None,
+) -> dict:
+    """Train (or resume) an eye in `out` against the frozen language model in `language_model`;
+    a new run starts from the eye of the run folder `init` when given (its tower, projector and
+    heads; optimiser and schedule fresh): an eye re-regressed onto a continued language model."""
     out.mkdir(parents=True, exist_ok=True)
     table, scale, ids = language_model_rows(language_model)
     torch.manual_seed(config.seed)
     eye = Eye(config, table.shape[1])
+    if init is not None:
+        start, start_state = load_eye(init)
+        shape = ("width", "layers", "heads")
+        theirs = {name: start_state["config"][name] for name in shape}
+        ours = {name: getattr(config, name) for name in shape}
+        if theirs != ours:
+            msg = (
+                f"The eye in {str(init)!r} is a tower of {theirs}, not the {ours} asked for:"
+                " pass the same --width, --layers and --heads as the run it starts from."
+            )
+            raise ValueError(msg)
+        if start.projector.linear_2.out_features != table.shape[1]:
+            msg = (
+                f"The eye in {str(init)!r} projects to width {start.projector.linear_2.out_features}"
+                f" but the language model in {str(language_model)!r} reads width"
+                f" {table.shape[1]}: start from an eye trained for a model of the same width."
+            )
+            raise ValueError(msg)
+        eye.load_state_dict(start.state_dict())
     optimizer = torch.optim.AdamW(
         eye.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
     )
@@ -498,6 +525,7 @@ def train_eye(out: Path, language_model: Path, config: EyeConfig, max_minutes: f
                     "minutes": minutes,
                     "config": asdict(config),
                     "language_model": str(language_model),
+                    "init": None if init is None else str(init),
                 },
                 checkpoint_path,
             )
@@ -544,6 +572,9 @@ def build_parser() -> argparse.ArgumentParser:
         kind = type(value)
         parser.add_argument(f"--{name.replace('_', '-')}", type=kind, default=value)
     parser.add_argument("--max-minutes", type=float, default=None, help="stop after this long")
+    parser.add_argument(
+        "--init", type=Path, default=None, help="start from this eye run's weights (a new run)"
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest here)")
     parser.add_argument(
         "--probe", action="store_true", help="write OUT/probes.json for the run's eye, train nothing"
@@ -564,7 +595,7 @@ def main(argv: list[str] | None = None) -> int:
         msg = "Name the frozen language model to train against with --language-model FOLDER."
         raise SystemExit(msg)
     config = EyeConfig(**{name: getattr(args, name) for name in asdict(EyeConfig())})
-    train_eye(args.out, args.language_model, config, args.max_minutes)
+    train_eye(args.out, args.language_model, config, args.max_minutes, args.init)
     return 0
 
 
