@@ -240,3 +240,34 @@ def test_the_skills_stage_logs_resumes_and_exports_a_base_with_place_tokens(tmp_
     assert all(t in tokenizer.get_vocab() for t in PLACE_TOKENS)
     assert model.get_input_embeddings().weight.shape[0] == len(tokenizer)
     assert "\u2581red" in tokenizer.tokenize("A. red\nB. blue")
+
+
+def test_the_choose_and_letter_heads_target_the_options_only_in_stage_two() -> None:
+    _, tokenizer = symbolic.load_symbolic(SYMBOLIC_BASE)
+    tokenizer = skills.separate_words_from_newlines(tokenizer)
+    rng = np.random.default_rng(3)
+    turns = [skills.skill_turn(rng, generic_looks(), "named_text") for _ in range(40)]
+    letters = [t for t in turns if len(t.answer) == 1]
+    worded = [t for t in turns if len(t.answer) > 1]
+    assert letters and worded
+    encoder = skills.SkillEncoder(tokenizer)
+    for turn in letters:
+        start, end = symbolic.option_span(turn.prompt, turn.answer)
+        chosen = encoder.encode(turn).choose
+        text = tokenizer.decode([encoder.encode(turn).input_ids[i] for i in chosen])
+        assert text.strip() == turn.prompt[start:end], (turn.prompt, text)
+        encoded = encoder.encode(turn)
+        for letter in ("A", "B"):
+            start, end = symbolic.option_span(turn.prompt, letter)
+            words = [w for w, at in encoded.letters.items()
+                     if tokenizer.convert_ids_to_tokens(encoded.input_ids[at]) == f"\n{letter}"]
+            text = tokenizer.decode([encoded.input_ids[w] for w in sorted(words)])
+            assert text.strip() == turn.prompt[start:end], (turn.prompt, letter, text)
+    assert all(encoder.encode(t).choose == [] for t in worded)
+    batch = symbolic.collate([encoder.encode(t) for t in letters], tokenizer.pad_token_id)
+    assert torch.allclose(batch["choose"].sum(-1), torch.ones(len(letters)))
+    first = encoder.encode(letters[0])
+    assert {w: int(batch["letter"][0, w]) for w in first.letters} == first.letters
+    assert int((batch["letter"][0] >= 0).sum()) == len(first.letters)
+    plain = symbolic.collate([symbolic.Encoder(tokenizer).encode(letters[0])], tokenizer.pad_token_id)
+    assert "choose" not in plain

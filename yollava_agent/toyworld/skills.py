@@ -19,9 +19,14 @@ plus the ones the benchmark and the product need (`SKILLS`), in the product's ph
 
 The two supervised heads of `symbolic.py` keep their roles: gather (what is asked: words, or the
 reference photos' object slots) and point (the object asked about, or the sink when nothing
-matches). `assembly.py` trains these tasks on rendered photos; here they train on slots. Training, held-out accuracy and export
-follow `symbolic.py` (same losses, `checkpoint.pt` / `log.jsonl`, a restarted run resumes);
-`--export FOLDER` writes a half-precision Llama with `training.json`.
+matches). Two-choice questions (the evaluation's QA) get two more (`SkillEncoder` writes their
+targets): the choose head (`symbolic.CHOOSE_LAYER`) attends from the answer position to the right
+option's words, and the letter head (`symbolic.LETTER_LAYER`) from each option word to its
+letter, so that the chosen words bring their letter. Before either, the stage's tokenizer stops
+merging an option's word with the newline after it (`separate_words_from_newlines`).
+`assembly.py` trains these tasks on rendered photos; here they train on slots. Training,
+held-out accuracy and export follow `symbolic.py` (same losses, `checkpoint.pt` / `log.jsonl`,
+a restarted run resumes); `--export FOLDER` writes a half-precision Llama with `training.json`.
 
 Chosen not to: a place head or a position code per patch (the place token names the object's
 grid cell; patches carry no position of their own), counting beyond three objects, free-form
@@ -59,7 +64,9 @@ from yollava_agent.toyworld.language import (
 )
 from yollava_agent.toyworld.slots import PLACE_TOKENS, slot_scale
 from yollava_agent.toyworld.symbolic import (
+    CHOOSE_LAYER,
     IMAGE_TOKEN,
+    SUPERVISED_HEAD,
     Encoded,
     Encoder,
     Turn,
@@ -118,7 +125,11 @@ def reference_text(name: str, photos: int) -> str:
 
 
 class SkillEncoder(Encoder):
-    """`symbolic.Encoder`, plus gather targets on every photo of `SkillTurn.asked_photos`."""
+    """`symbolic.Encoder` with the choose head's targets, plus gather targets on every photo of
+    `SkillTurn.asked_photos`."""
+
+    def __init__(self, tokenizer: object) -> None:
+        super().__init__(tokenizer, choose=True)
 
     def encode(self, item: Turn) -> Encoded:
         encoded = super().encode(item)
@@ -441,6 +452,25 @@ def separate_words_from_newlines(tokenizer: object) -> object:
         return AutoTokenizer.from_pretrained(folder)
 
 
+def wire_choose_head(model: LlamaForCausalLM, seed: int) -> None:
+    """Start the choose head (head `SUPERVISED_HEAD` of `CHOOSE_LAYER`) as a content match, as
+    `symbolic.wire_matching_heads` starts the pointer: one random projection as its query and
+    key map. Two-choice questions were never learnt without a head for them: a first stage-2
+    run answered "A" to 0.47 of them while answering the same questions in words at 1.0; with
+    this head alone the answer position attended to the right option (0.965 of its attention,
+    97% of turns) yet answered 0.57: the option's words did not know their letter, hence the
+    letter head (`symbolic.LETTER_LAYER`; measured)."""
+    head = model.config.hidden_size // model.config.num_attention_heads
+    rows = slice(SUPERVISED_HEAD * head, (SUPERVISED_HEAD + 1) * head)
+    generator = torch.Generator().manual_seed(seed)
+    hidden = model.config.hidden_size
+    projection = torch.randn(head, hidden, generator=generator) / hidden**0.5
+    with torch.no_grad():
+        attention = model.model.layers[CHOOSE_LAYER].self_attn
+        attention.q_proj.weight[rows] = projection
+        attention.k_proj.weight[rows] = projection
+
+
 def add_place_tokens(model: LlamaForCausalLM, tokenizer: object) -> None:
     """Give a base without them the place tokens: new vocabulary entries whose input and output
     rows start at zero, so that the base's slots, and every answer it gives, are exactly what
@@ -471,6 +501,8 @@ class SkillsConfig:
     warmup: int = 100
     weight_decay: float = 0.01
     pointer_weight: float = 1.0
+    letter_weight: float = 1.0
+    """The letter head's share of the head losses (0: no letter head, as skills run 3 trained)."""
     seed: int = 0
     eval_every: int = 250
     eval_per_task: int = 200
@@ -539,6 +571,7 @@ def train_skills(
     model, tokenizer = symbolic.load_symbolic(base)
     tokenizer = separate_words_from_newlines(tokenizer)
     add_place_tokens(model, tokenizer)
+    wire_choose_head(model, config.seed)
     tokenizer_folder = out / "tokenizer"
     if not tokenizer_folder.is_dir():
         tokenizer.save_pretrained(tokenizer_folder)
@@ -566,7 +599,9 @@ def train_skills(
         items = [
             encoder.encode(skill_turn(rng, looks, mix=config.mix)) for _ in range(config.batch_size)
         ]
-        loss, parts = symbolic.batch_loss(model, collate(items, pad), config.pointer_weight)
+        loss, parts = symbolic.batch_loss(
+            model, collate(items, pad), config.pointer_weight, letter_weight=config.letter_weight
+        )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -658,7 +693,7 @@ def build_parser() -> argparse.ArgumentParser:
     defaults = SkillsConfig()
     for name in ("steps", "batch_size", "warmup", "seed", "eval_every", "eval_per_task"):
         parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name))
-    for name in ("learning_rate", "pointer_weight", "weight_decay"):
+    for name in ("learning_rate", "pointer_weight", "letter_weight", "weight_decay"):
         parser.add_argument(
             f"--{name.replace('_', '-')}", type=float, default=getattr(defaults, name)
         )
@@ -687,6 +722,7 @@ def main(argv: list[str] | None = None) -> int:
         warmup=args.warmup,
         weight_decay=args.weight_decay,
         pointer_weight=args.pointer_weight,
+        letter_weight=args.letter_weight,
         seed=args.seed,
         eval_every=args.eval_every,
         eval_per_task=args.eval_per_task,

@@ -69,6 +69,7 @@ import numpy as np
 import torch
 from transformers import AddedToken, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
+from yollava_agent.evaluation.methods import QA_LETTERS
 from yollava_agent.tiny import train_bpe_tokenizer
 from yollava_agent.toyworld.language import (
     article,
@@ -120,6 +121,14 @@ POINT_LAYER = 2
 SUPERVISED_HEAD = 0
 SUPERVISED_LAYERS = {"gather": GATHER_LAYER, "point": POINT_LAYER}
 """Which layer's `SUPERVISED_HEAD` each head loss trains (the batch's target row of that name)."""
+CHOOSE_LAYER = 3
+"""Head `SUPERVISED_HEAD` of this layer (after the pointer) is the choose head: at the final
+prompt position it attends to the right option of a two-choice question (a batch's `choose`
+row, written only by encoders that ask for it)."""
+LETTER_LAYER, LETTER_HEAD = 0, 1
+"""The letter head: at each option word it attends to that option's letter ("A" of "\nA. red"),
+so the option's words carry their letter to whatever attends to them (a batch's `letter` row:
+for each position, the position of its letter, or -1)."""
 RECOGNITION_TASKS = ("presence", "named", "reference", "same")
 TASKS = (*RECOGNITION_TASKS, "main", "ref_text", "named_text")
 GATE_TASKS = ("presence", "same", "reference")
@@ -554,14 +563,28 @@ class Encoded:
     kind: str
     label: str
     decided_by_first: bool
+    choose: list[int] | None = None
+    """The right option's tokens of a two-choice turn (empty for other turns), or None when the
+    encoder does not target the choose head."""
+    letters: dict[int, int] | None = None
+    """Each option word's position -> its letter's position (with `choose`)."""
+
+
+def option_span(prompt: str, letter: str) -> tuple[int, int]:
+    """Where the option of `letter` ("\nA. red") is written in a two-choice prompt."""
+    marker = f"\n{letter}. "
+    start = prompt.index(marker) + len(marker)
+    return start, prompt.index("\n", start)
 
 
 class Encoder:
-    """Turns `Turn`s into model inputs with one tokenizer."""
+    """Turns `Turn`s into model inputs with one tokenizer (`choose`: also target the choose head
+    at the right option of two-choice turns)."""
 
-    def __init__(self, tokenizer: object, sink_for_no: bool = True) -> None:
+    def __init__(self, tokenizer: object, sink_for_no: bool = True, choose: bool = False) -> None:
         self.tokenizer = tokenizer
         self.sink_for_no = sink_for_no
+        self.choose = choose
         self.ids = word_ids(tokenizer)
         self.image_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
         self.attribute_ids = {self.ids[w] for w in (*COLOURS, *PATTERN_NOUNS, *SHAPES)}
@@ -584,10 +607,24 @@ class Encoder:
                 for i, (a, b) in enumerate(offsets[: len(prompt_ids)])
                 if a < end and b > start and ids[i] in self.attribute_ids
             }
+        option_tokens: set[int] = set()
+        letter_of: dict[int, int] = {}
+        if self.choose and item.answer in QA_LETTERS:
+            prompt_offsets = list(enumerate(offsets[: len(prompt_ids)]))
+            for letter in QA_LETTERS:
+                start, end = option_span(item.prompt, letter)
+                letter_at = start - len(". ") - 1
+                letter_token = next(i for i, (a, b) in prompt_offsets if a <= letter_at < b)
+                words = {i for i, (a, b) in prompt_offsets if a < end and b > start}
+                letter_of |= dict.fromkeys(words, letter_token)
+                if letter == item.answer:
+                    option_tokens = words
+        position_of: dict[int, int] = {}
         expanded: list[int] = []
         components: list[np.ndarray] = []
         gather: list[int] = []
         point: list[int] = []
+        choose: list[int] = []
         answer_start = len(prompt_ids)
         photo = 0
         blank = np.full((1, COMPONENTS), -1, dtype=np.int64)
@@ -595,8 +632,11 @@ class Encoder:
             if index == len(prompt_ids):
                 answer_start = len(expanded)
             if token != self.image_id:
+                position_of[index] = len(expanded)
                 if index in asked_tokens:
                     gather.append(len(expanded))
+                if index in option_tokens:
+                    choose.append(len(expanded))
                 expanded.append(token)
                 components.append(blank)
                 continue
@@ -625,6 +665,8 @@ class Encoder:
             item.kind,
             item.label,
             first,
+            choose if self.choose else None,
+            {position_of[w]: position_of[k] for w, k in letter_of.items()} if self.choose else None,
         )
 
 
@@ -651,7 +693,7 @@ def collate(items: Sequence[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
             gather[row, item.gather] = 1.0 / len(item.gather)
         if item.point:
             point[row, item.point] = 1.0 / len(item.point)
-    return {
+    batch = {
         "input_ids": input_ids,
         "attention_mask": attention,
         "labels": labels,
@@ -660,6 +702,17 @@ def collate(items: Sequence[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
         "point": point,
         "final": final,
     }
+    if any(item.choose is not None for item in items):
+        choose = torch.zeros((size, length))
+        letter = torch.full((size, length), -1, dtype=torch.long)
+        for row, item in enumerate(items):
+            if item.choose:
+                choose[row, item.choose] = 1.0 / len(item.choose)
+            for word, at in (item.letters or {}).items():
+                letter[row, word] = at
+        batch["choose"] = choose
+        batch["letter"] = letter
+    return batch
 
 
 def embed(
@@ -702,16 +755,27 @@ def answer_loss(
     return (per_turn / counts.clamp(min=1)).mean()
 
 
-def head_loss(attention: torch.Tensor, target: torch.Tensor, final: torch.Tensor) -> torch.Tensor:
+def head_loss(
+    attention: torch.Tensor, target: torch.Tensor, final: torch.Tensor, head: int = SUPERVISED_HEAD
+) -> torch.Tensor:
     """Cross-entropy of one head's attention at each turn's final prompt position against a
     uniform target over the wanted positions (turns without a target count nothing)."""
     rows = torch.arange(attention.shape[0])
-    weights = attention[rows, SUPERVISED_HEAD, final]
+    weights = attention[rows, head, final]
     has = target.sum(-1) > 0
     if not has.any():
         return attention.sum() * 0.0
     loss = -(target * torch.log(weights.clamp(min=1e-9))).sum(-1)
     return loss[has].mean()
+
+
+def letter_loss(attention: torch.Tensor, letter: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the letter head's attention at every option word against its letter."""
+    rows, words = torch.nonzero(letter >= 0, as_tuple=True)
+    if len(rows) == 0:
+        return attention.sum() * 0.0
+    weights = attention[rows, LETTER_HEAD, words, letter[rows, words]]
+    return -torch.log(weights.clamp(min=1e-9)).mean()
 
 
 @dataclass
@@ -795,9 +859,11 @@ def batch_loss(
     batch: Mapping[str, torch.Tensor],
     pointer_weight: float,
     forward: Callable[..., tuple[torch.Tensor, tuple[torch.Tensor, ...] | None]] = forward,
+    letter_weight: float = 1.0,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """The answers' loss plus `pointer_weight` times the supervised heads' losses; `forward`
-    gives the last hidden states and attentions (slots here, photos in `assembly.py`)."""
+    """The answers' loss plus `pointer_weight` times the supervised heads' losses (the letter
+    head's times `letter_weight`, none at 0); `forward` gives the last hidden states and
+    attentions (slots here, photos in `assembly.py`)."""
     hidden, attentions = forward(model, batch, attentions=pointer_weight > 0)
     answer = answer_loss(model, hidden, batch["labels"])
     parts = {"answer": answer.item()}
@@ -808,6 +874,12 @@ def batch_loss(
             name: head_loss(attentions[layer], batch[name], batch["final"])
             for name, layer in SUPERVISED_LAYERS.items()
         }
+        if "choose" in batch:
+            heads["choose"] = head_loss(attentions[CHOOSE_LAYER], batch["choose"], batch["final"])
+            if letter_weight > 0:
+                heads["letter"] = letter_weight * letter_loss(
+                    attentions[LETTER_LAYER], batch["letter"]
+                )
         loss = loss + pointer_weight * sum(heads.values())
         parts |= {name: value.item() for name, value in heads.items()}
     return loss, parts
