@@ -31,7 +31,8 @@ Both start wired as a content match (`wire_matching_heads`) and input rows start
 (`EMBEDDING_STD`); without either, the pointer learnt only "object slots versus background" and
 every yes/no stayed at chance. Everything else (other heads, MLPs, the answer) is free. Loss:
 answer tokens (mean per turn) plus `pointer_weight` times the two attention losses. A curriculum
-(`CURRICULUM`) moves on when held-out accuracy says so.
+(`CURRICULUM`) moves on when held-out accuracy says so. Stage 2 (`skills.py`) adds two more
+supervised heads for two-choice questions (`CHOOSE_LAYER`, `LETTER_LAYER`); this stage has none.
 
 Written to OUT as it goes: `tokenizer/` (trained once, read back on resume), `checkpoint.pt`
 (model, optimizer, step, curriculum stage, data-stream state; a run restarted with the same
