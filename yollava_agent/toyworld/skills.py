@@ -66,7 +66,6 @@ from yollava_agent.toyworld.slots import PLACE_TOKENS, slot_scale
 from yollava_agent.toyworld.symbolic import (
     CHOOSE_LAYER,
     IMAGE_TOKEN,
-    SUPERVISED_HEAD,
     Encoded,
     Encoder,
     Turn,
@@ -460,11 +459,7 @@ def wire_choose_head(model: LlamaForCausalLM, seed: int) -> None:
     this head alone the answer position attended to the right option (0.965 of its attention,
     97% of turns) yet answered 0.57: the option's words did not know their letter, hence the
     letter head (`symbolic.LETTER_LAYER`; measured)."""
-    head = model.config.hidden_size // model.config.num_attention_heads
-    rows = slice(SUPERVISED_HEAD * head, (SUPERVISED_HEAD + 1) * head)
-    generator = torch.Generator().manual_seed(seed)
-    hidden = model.config.hidden_size
-    projection = torch.randn(head, hidden, generator=generator) / hidden**0.5
+    rows, projection = symbolic.content_projection(model, torch.Generator().manual_seed(seed))
     with torch.no_grad():
         attention = model.model.layers[CHOOSE_LAYER].self_attn
         attention.q_proj.weight[rows] = projection
@@ -502,7 +497,8 @@ class SkillsConfig:
     weight_decay: float = 0.01
     pointer_weight: float = 1.0
     letter_weight: float = 1.0
-    """The letter head's share of the head losses (0: no letter head, as skills run 3 trained)."""
+    """The letter head's share of the head losses (0: no letter head, as the committed photos
+    base's stage 2 trained)."""
     seed: int = 0
     eval_every: int = 250
     eval_per_task: int = 200

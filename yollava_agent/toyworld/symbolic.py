@@ -528,6 +528,17 @@ def build_model(tokenizer: object, shape: ModelShape, seed: int) -> LlamaForCaus
     return model
 
 
+def content_projection(
+    model: LlamaForCausalLM, generator: torch.Generator | None = None
+) -> tuple[slice, torch.Tensor]:
+    """The rows of head `SUPERVISED_HEAD` in a layer's query, key and value maps, and a random
+    projection (head size x hidden, rows of length about 1) that wires a head as a content match."""
+    head = model.config.hidden_size // model.config.num_attention_heads
+    hidden = model.config.hidden_size
+    rows = slice(SUPERVISED_HEAD * head, (SUPERVISED_HEAD + 1) * head)
+    return rows, torch.randn(head, hidden, generator=generator) / hidden**0.5
+
+
 def wire_matching_heads(model: LlamaForCausalLM) -> None:
     """Start the supervised heads as a content match, so that the pointer's attention depends on
     what is asked from step one (a bilinear match learnt from a random start is the plateau).
@@ -536,9 +547,7 @@ def wire_matching_heads(model: LlamaForCausalLM) -> None:
     its output map (what is gathered lands in the residual stream near where it came from), and
     both the query and the key map of the pointer head: the pointer's score of a slot is then
     about P(gathered words) . P(slot), high where they share rows. Everything stays trainable."""
-    head = model.config.hidden_size // model.config.num_attention_heads
-    rows = slice(SUPERVISED_HEAD * head, (SUPERVISED_HEAD + 1) * head)
-    projection = torch.randn(head, model.config.hidden_size) / model.config.hidden_size**0.5
+    rows, projection = content_projection(model)
     with torch.no_grad():
         gather = model.model.layers[GATHER_LAYER].self_attn
         gather.v_proj.weight[rows] = projection
@@ -756,13 +765,11 @@ def answer_loss(
     return (per_turn / counts.clamp(min=1)).mean()
 
 
-def head_loss(
-    attention: torch.Tensor, target: torch.Tensor, final: torch.Tensor, head: int = SUPERVISED_HEAD
-) -> torch.Tensor:
+def head_loss(attention: torch.Tensor, target: torch.Tensor, final: torch.Tensor) -> torch.Tensor:
     """Cross-entropy of one head's attention at each turn's final prompt position against a
     uniform target over the wanted positions (turns without a target count nothing)."""
     rows = torch.arange(attention.shape[0])
-    weights = attention[rows, head, final]
+    weights = attention[rows, SUPERVISED_HEAD, final]
     has = target.sum(-1) > 0
     if not has.any():
         return attention.sum() * 0.0
