@@ -162,6 +162,35 @@ def test_the_photo_fine_tune_logs_checkpoints_and_resumes(eye_run: Path, tmp_pat
     assert [json.loads(line)["step"] for line in lines] == [1, 2, 3]
 
 
+def test_a_written_base_continues_with_another_photo_fine_tune_keeping_its_stages(
+    assembled, tmp_path: Path
+) -> None:
+    _, _, tokenizer, model = assembled
+    first = tmp_path / "first"
+    earlier = {"eye": {"step": 2}, "language_model": {"steps": 5}, "photo_fine_tune": {"steps": 0}}
+    assembly.write_base(model, tokenizer, first, earlier)
+    before = {k: v.clone() for k, v in assembly.load_base(first)[0].state_dict().items()}
+    out = tmp_path / "continued"
+    settings = ["--photo-batch", "4", "--eval-every", "1", "--eval-per-task", "2"]
+    assert assembly.main([str(out), "--base", str(first), "--photo-steps", "2", *settings]) == 0
+    report = json.loads((out / "llava" / "training.json").read_text())
+    assert report["eye"] == earlier["eye"] and report["language_model"] == earlier["language_model"]
+    assert report["continued_from"] == {"base": str(first), "photo_fine_tune": {"steps": 0}}
+    assert [r["step"] for r in report["photo_fine_tune"]["log"]] == [1, 2]
+    continued, _, _ = assembly.load_base(out / "llava")
+    moved = [not torch.equal(before[k], v) for k, v in continued.state_dict().items()]
+    assert any(moved), "the continued base did not train"
+
+
+def test_a_base_to_continue_must_be_an_assembled_one(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match=f"--base {tmp_path} is not a base written by assembly.py"):
+        assembly.main([str(tmp_path / "out"), "--base", str(tmp_path)])
+    with pytest.raises(SystemExit, match="either --base or --eye"):
+        assembly.main([str(tmp_path / "out"), "--base", str(tmp_path), "--eye", str(tmp_path)])
+    with pytest.raises(SystemExit, match="Name the eye run and the language model"):
+        assembly.main([str(tmp_path / "out"), "--eye", str(tmp_path)])
+
+
 def test_every_skill_turn_encodes_with_its_heads_targets_inside_the_turn() -> None:
     _, tokenizer = symbolic.load_symbolic(SYMBOLIC_BASE)
     encoder = skills.SkillEncoder(tokenizer)

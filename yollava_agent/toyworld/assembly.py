@@ -16,6 +16,8 @@ tower at a tenth, the same losses and supervised heads as the symbolic stages, e
 `skills.py` by default, which is where the base first meets counting, attributes, places and
 several reference photos), and writes OUT/llava (half precision) with
 `training.json`: the settings, every stage's log and the photo accuracy of the written weights.
+`--base FOLDER` instead of `--eye` and `--language-model` continues a written base (the committed
+`weights/photos`, say) with another photo fine-tune, its earlier stages kept in the report.
 
 Chosen not to: train anything here when `--photo-steps` is 0 (the eye is regressed onto the
 language model's slots, so the two are meant to fit as they are), or keep the eye's factor heads
@@ -40,6 +42,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from transformers import (
+    AutoTokenizer,
     LlavaConfig,
     LlavaForConditionalGeneration,
     LlavaProcessor,
@@ -274,6 +277,23 @@ def write_base(model: LlavaForConditionalGeneration, tokenizer: object, folder: 
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def load_base(folder: Path) -> tuple[LlavaForConditionalGeneration, object, dict]:
+    """A written base (float32, eval mode, eager attention for the heads' losses), its tokenizer
+    and its `training.json`."""
+    report_file = Path(folder) / "training.json"
+    report = json.loads(report_file.read_text()) if report_file.is_file() else {}
+    if "eye" not in report:
+        msg = (
+            f"--base {folder} is not a base written by assembly.py (no training.json recording "
+            "an eye): pass such a folder, or assemble one with --eye and --language-model"
+        )
+        raise SystemExit(msg)
+    model = LlavaForConditionalGeneration.from_pretrained(
+        folder, dtype=torch.float32, attn_implementation="eager"
+    )
+    return model.eval(), AutoTokenizer.from_pretrained(folder), report
+
+
 def _rounded(model: torch.nn.Module) -> None:
     """Round the weights to half precision in place (what the written checkpoint holds)."""
     with torch.no_grad():
@@ -284,9 +304,12 @@ def _rounded(model: torch.nn.Module) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path, help="folder to write llava/ and photo-log.jsonl to")
-    parser.add_argument("--eye", type=Path, required=True, help="an eye run folder (eye.py)")
+    parser.add_argument("--eye", type=Path, help="an eye run folder (eye.py)")
     parser.add_argument(
-        "--language-model", type=Path, required=True, help="an exported language model (skills.py)"
+        "--language-model", type=Path, help="an exported language model (skills.py)"
+    )
+    parser.add_argument(
+        "--base", type=Path, help="a written base to continue instead (assembly.py's OUT/llava)"
     )
     parser.add_argument("--photo-steps", type=int, default=0)
     parser.add_argument("--photo-batch", type=int, default=32)
@@ -299,13 +322,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _assembled(args: argparse.Namespace) -> tuple[LlavaForConditionalGeneration, object, dict]:
+    """The model to fine-tune, its tokenizer and the report of the stages before this one."""
+    if args.base is not None:
+        if args.eye is not None or args.language_model is not None:
+            msg = "Pass either --base or --eye with --language-model, not both"
+            raise SystemExit(msg)
+        model, tokenizer, earlier = load_base(args.base)
+        kept = {"eye", "language_model"}
+        continued = {"base": str(args.base)} | {k: v for k, v in earlier.items() if k not in kept}
+        return model, tokenizer, {k: earlier[k] for k in kept} | {"continued_from": continued}
+    if args.eye is None or args.language_model is None:
+        msg = "Name the eye run and the language model (--eye and --language-model), or --base"
+        raise SystemExit(msg)
+    eye, eye_state = load_eye(args.eye)
+    language_model, tokenizer = symbolic.load_symbolic(args.language_model)
+    eye_log = [json.loads(line) for line in (args.eye / "log.jsonl").read_text().splitlines()]
+    lm_report = json.loads((args.language_model / "training.json").read_text())
+    earlier = {
+        "eye": {"config": eye_state["config"], "step": eye_state["step"], "log": eye_log},
+        "language_model": {k: v for k, v in lm_report.items() if k != "held_out"}
+        | {"held_out_symbolic": lm_report.get("held_out")},
+    }
+    return assemble(eye, language_model, tokenizer), tokenizer, earlier
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
-    eye, eye_state = load_eye(args.eye)
-    language_model, tokenizer = symbolic.load_symbolic(args.language_model)
-    model = assemble(eye, language_model, tokenizer)
+    model, tokenizer, earlier = _assembled(args)
     started = time.monotonic()
     assembled = photo_accuracy(model, tokenizer, args.eval_per_task, PHOTO_EVAL_SEED)
     logger.warning("assembled: photo accuracy %s", assembled)
@@ -326,12 +372,7 @@ def main(argv: list[str] | None = None) -> int:
     _rounded(model)
     final = photo_accuracy(model, tokenizer, args.eval_per_task, PHOTO_EVAL_SEED)
     logger.warning("written: photo accuracy %s", final)
-    eye_log = [json.loads(line) for line in (args.eye / "log.jsonl").read_text().splitlines()]
-    lm_report = json.loads((args.language_model / "training.json").read_text())
-    report = {
-        "eye": {"config": eye_state["config"], "step": eye_state["step"], "log": eye_log},
-        "language_model": {k: v for k, v in lm_report.items() if k != "held_out"}
-        | {"held_out_symbolic": lm_report.get("held_out")},
+    report = earlier | {
         "photo_fine_tune": {
             "steps": args.photo_steps,
             "batch": args.photo_batch,
