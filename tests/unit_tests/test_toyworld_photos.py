@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from yollava_agent.toyworld import assembly, eye, skills, symbolic
+from yollava_agent.toyworld import assembly, eye, skills, slots, symbolic
 from yollava_agent.toyworld.clip import pixels
 from yollava_agent.toyworld.slots import PLACE_TOKENS, SLOTS
 from yollava_agent.toyworld.world import generic_looks, render
@@ -65,9 +65,9 @@ def test_an_eye_run_logs_probes_per_factor_and_resumes(eye_run: Path) -> None:
 
 
 def test_the_probe_report_covers_every_factor_per_token_object_and_size(eye_run: Path) -> None:
-    assert eye.main([str(eye_run), "--probe"]) == 0
+    assert eye.main([str(eye_run), "--probe", "--probe-photos", "400"]) == 0
     report = json.loads((eye_run / "probes.json").read_text())
-    assert report["photos"] == eye.PROBE_PHOTOS and report["step"] >= 2
+    assert report["photos"] == 400 and report["step"] >= 2
     assert set(report["token_probes"]) == set(eye.FACTORS)
     objects = set(eye.FACTORS) - {"background"}
     assert set(report["object_probes"]) == set(report["object_probes_by_size"]) == objects
@@ -172,21 +172,49 @@ def test_a_written_base_continues_with_another_photo_fine_tune_keeping_its_stage
     before = {k: v.clone() for k, v in assembly.load_base(first)[0].state_dict().items()}
     out = tmp_path / "continued"
     settings = ["--photo-batch", "4", "--eval-every", "1", "--eval-per-task", "2"]
-    assert assembly.main([str(out), "--base", str(first), "--photo-steps", "2", *settings]) == 0
+    assert assembly.main([str(out), "--base", str(first), "--photo-steps", "1", *settings]) == 0
     report = json.loads((out / "llava" / "training.json").read_text())
     assert report["eye"] == earlier["eye"] and report["language_model"] == earlier["language_model"]
     assert report["continued_from"] == {"base": str(first), "photo_fine_tune": {"steps": 0}}
-    assert [r["step"] for r in report["photo_fine_tune"]["log"]] == [1, 2]
+    assert [r["step"] for r in report["photo_fine_tune"]["log"]] == [1]
     continued, _, _ = assembly.load_base(out / "llava")
     moved = [not torch.equal(before[k], v) for k, v in continued.state_dict().items()]
     assert any(moved), "the continued base did not train"
 
 
+def test_a_new_eye_regressed_onto_a_bases_language_model_replaces_the_bases_eye(
+    assembled, eye_run: Path, tmp_path: Path
+) -> None:
+    _, _, tokenizer, model = assembled
+    first = tmp_path / "first"
+    earlier = {"eye": {"step": 1}, "language_model": {"steps": 5}}
+    assembly.write_base(model, tokenizer, first, earlier)
+    table, scale, ids = eye.language_model_rows(first)
+    written, _, _ = assembly.load_base(first)
+    assert torch.equal(table, written.get_input_embeddings().weight)
+    assert scale == written.config.text_config.slot_scale and ids == slots.word_ids(tokenizer)
+    new_eye = tmp_path / "eye"
+    eye.train_eye(new_eye, first, tiny_eye_config(steps=1))
+    out = tmp_path / "out"
+    settings = ["--eval-per-task", "2"]
+    assert assembly.main([str(out), "--base", str(first), "--eye", str(new_eye), *settings]) == 0
+    report = json.loads((out / "llava" / "training.json").read_text())
+    assert report["eye"]["step"] == 1 and report["eye"]["log"][0]["step"] == 1
+    assert report["continued_from"]["eye"] == earlier["eye"]
+    fresh, _ = eye.load_eye(new_eye)
+    continued, _, _ = assembly.load_base(out / "llava")
+    for name, weight in fresh.tower.state_dict().items():
+        got = continued.model.vision_tower.state_dict()[name]
+        assert torch.allclose(got, weight.half().float()), name
+    assert torch.equal(continued.lm_head.weight, written.lm_head.weight)
+
+
 def test_a_base_to_continue_must_be_an_assembled_one(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match=f"--base {tmp_path} is not a base written by assembly.py"):
         assembly.main([str(tmp_path / "out"), "--base", str(tmp_path)])
-    with pytest.raises(SystemExit, match="either --base or --eye"):
-        assembly.main([str(tmp_path / "out"), "--base", str(tmp_path), "--eye", str(tmp_path)])
+    both = ["--base", str(tmp_path), "--language-model", str(tmp_path)]
+    with pytest.raises(SystemExit, match="either --base or --language-model"):
+        assembly.main([str(tmp_path / "out"), *both])
     with pytest.raises(SystemExit, match="Name the eye run and the language model"):
         assembly.main([str(tmp_path / "out"), "--eye", str(tmp_path)])
 

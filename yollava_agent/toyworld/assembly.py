@@ -16,8 +16,10 @@ tower at a tenth, the same losses and supervised heads as the symbolic stages, e
 `skills.py` by default, which is where the base first meets counting, attributes, places and
 several reference photos), and writes OUT/llava (half precision) with
 `training.json`: the settings, every stage's log and the photo accuracy of the written weights.
-`--base FOLDER` instead of `--eye` and `--language-model` continues a written base (the committed
-`weights/photos`, say) with another photo fine-tune, its earlier stages kept in the report.
+`--base FOLDER` instead of `--language-model` continues a written base (the committed
+`weights/photos`, say) with another photo fine-tune, its earlier stages kept in the report; with
+`--eye`, the base's tower and projector are first replaced by that eye's (one regressed onto the
+base's own language model: `eye.py --language-model FOLDER`).
 
 Chosen not to: train anything here when `--photo-steps` is 0 (the eye is regressed onto the
 language model's slots, so the two are meant to fit as they are), or keep the eye's factor heads
@@ -322,25 +324,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def eye_record(folder: Path, state: dict) -> dict:
+    """What a base's report keeps of its eye run: the settings, the step and the log."""
+    log = [json.loads(line) for line in (folder / "log.jsonl").read_text().splitlines()]
+    return {"config": state["config"], "step": state["step"], "log": log}
+
+
 def _assembled(args: argparse.Namespace) -> tuple[LlavaForConditionalGeneration, object, dict]:
     """The model to fine-tune, its tokenizer and the report of the stages before this one."""
     if args.base is not None:
-        if args.eye is not None or args.language_model is not None:
-            msg = "Pass either --base or --eye with --language-model, not both"
+        if args.language_model is not None:
+            msg = "Pass either --base or --language-model, not both: a base brings its own"
             raise SystemExit(msg)
         model, tokenizer, earlier = load_base(args.base)
         kept = {"eye", "language_model"}
         continued = {"base": str(args.base)} | {k: v for k, v in earlier.items() if k not in kept}
-        return model, tokenizer, {k: earlier[k] for k in kept} | {"continued_from": continued}
+        report = {k: earlier[k] for k in kept} | {"continued_from": continued}
+        if args.eye is not None:
+            eye, eye_state = load_eye(args.eye)
+            model.model.vision_tower.load_state_dict(eye.tower.state_dict())
+            model.model.multi_modal_projector.load_state_dict(eye.projector.state_dict())
+            report["eye"] = eye_record(args.eye, eye_state)
+            continued["eye"] = earlier["eye"]
+        return model, tokenizer, report
     if args.eye is None or args.language_model is None:
         msg = "Name the eye run and the language model (--eye and --language-model), or --base"
         raise SystemExit(msg)
     eye, eye_state = load_eye(args.eye)
     language_model, tokenizer = symbolic.load_symbolic(args.language_model)
-    eye_log = [json.loads(line) for line in (args.eye / "log.jsonl").read_text().splitlines()]
     lm_report = json.loads((args.language_model / "training.json").read_text())
     earlier = {
-        "eye": {"config": eye_state["config"], "step": eye_state["step"], "log": eye_log},
+        "eye": eye_record(args.eye, eye_state),
         "language_model": {k: v for k, v in lm_report.items() if k != "held_out"}
         | {"held_out_symbolic": lm_report.get("held_out")},
     }

@@ -44,7 +44,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import CLIPVisionConfig, CLIPVisionModel, LlavaConfig
+from transformers import (
+    AutoConfig,
+    AutoTokenizer,
+    CLIPVisionConfig,
+    CLIPVisionModel,
+    LlavaConfig,
+    LlavaForConditionalGeneration,
+)
 from transformers.models.llava.modeling_llava import LlavaMultiModalProjector
 
 from yollava_agent.toyworld.clip import pixels
@@ -410,12 +417,20 @@ def _atomic_save(obj: object, path: Path) -> None:
 
 
 def language_model_rows(folder: Path) -> tuple[torch.Tensor, float, dict[str, int]]:
-    """The frozen language model's input rows, its slot length and its slot-word ids."""
+    """The frozen language model's input rows, its slot length and its slot-word ids: of a
+    symbolic or skills export, or of the language model inside an assembled base (to regress a
+    new eye onto a base's photo-tuned language model)."""
     from yollava_agent.toyworld.symbolic import load_symbolic
 
-    model, tokenizer = load_symbolic(folder)
+    if AutoConfig.from_pretrained(folder).model_type == "llava":
+        model = LlavaForConditionalGeneration.from_pretrained(folder, dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        scale = model.config.text_config.slot_scale
+    else:
+        model, tokenizer = load_symbolic(folder)
+        scale = model.config.slot_scale
     table = model.get_input_embeddings().weight.detach().clone()
-    return table, float(model.config.slot_scale), word_ids(tokenizer)
+    return table, float(scale), word_ids(tokenizer)
 
 
 def train_eye(
@@ -579,6 +594,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--probe", action="store_true", help="write OUT/probes.json for the run's eye, train nothing"
     )
+    parser.add_argument(
+        "--probe-photos", type=int, default=PROBE_PHOTOS, help="held-out photos --probe reads"
+    )
     return parser
 
 
@@ -587,7 +605,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
     if args.probe:
-        report = probe_report(args.out)
+        report = probe_report(args.out, args.probe_photos)
         (args.out / "probes.json").write_text(json.dumps(report, indent=1))
         logger.warning("Probes of %s: %s", args.out, report)
         return 0
