@@ -252,6 +252,23 @@ def test_place_tokens_join_a_base_without_changing_any_answer() -> None:
     assert torch.allclose(after, before, atol=1e-5)
 
 
+def test_place_rows_can_start_as_long_as_a_word_in_distinct_directions_never_spoken() -> None:
+    model, tokenizer = symbolic.load_symbolic(SYMBOLIC_BASE)
+    words = model.get_input_embeddings().weight.detach().norm(dim=-1).mean()
+    skills.add_place_tokens(model, tokenizer, row_length=1.0, seed=3)
+    ids = [tokenizer.convert_tokens_to_ids(t) for t in PLACE_TOKENS]
+    rows = model.get_input_embeddings().weight[ids].detach()
+    assert torch.allclose(rows.norm(dim=-1), words.expand(len(ids)), rtol=1e-4)
+    unit = torch.nn.functional.normalize(rows, dim=-1)
+    cosines = unit @ unit.T
+    assert (cosines - torch.eye(len(ids))).abs().max() < 0.5
+    assert not model.get_output_embeddings().weight[ids].any()
+    slot = slots.slot_vectors(
+        torch.tensor([[ids[0], -1, -1, -1, -1, -1, -1, -1]]), model.get_input_embeddings().weight
+    )
+    assert torch.cosine_similarity(slot, rows[:1]).item() > 0.99
+
+
 def test_an_eye_started_from_another_keeps_its_weights_and_trains_on(
     eye_run: Path, tmp_path: Path
 ) -> None:

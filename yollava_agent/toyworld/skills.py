@@ -466,23 +466,32 @@ def wire_choose_head(model: LlamaForCausalLM, seed: int) -> None:
         attention.k_proj.weight[rows] = projection
 
 
-def add_place_tokens(model: LlamaForCausalLM, tokenizer: object) -> None:
-    """Give a base without them the place tokens: new vocabulary entries whose input and output
-    rows start at zero, so that the base's slots, and every answer it gives, are exactly what
-    they were until training grows the rows (started as long as a word's, the random place rows
-    cut r3's reference yes-recall from 0.95 to 0.56 before any training: measured). The slot
-    length stays the one the base was trained with."""
+def add_place_tokens(
+    model: LlamaForCausalLM, tokenizer: object, row_length: float = 0.0, seed: int = 0
+) -> None:
+    """Give a base without them the place tokens: new vocabulary entries whose output rows start
+    at zero and whose input rows start at zero (`row_length` 0), so that the base's slots, and
+    every answer it gives, are exactly what they were until training grows the rows; or at
+    random directions `row_length` times the mean row's length (1.0: as long as a word's).
+    Measured: started as long as a word's, the place rows cut r3's reference yes-recall from
+    0.95 to 0.56 before any training; started at zero, they grew to 0.3-0.8 of a word's 10.5 in
+    3,000 steps, too short to count in a slot (a sum of eight rows), and photos' place answers
+    stayed at chance. The slot length stays the one the base was trained with."""
     if PLACE_TOKENS[0] in tokenizer.get_vocab():
         return
     tokenizer.add_tokens(
         [AddedToken(t, special=True, normalized=False) for t in PLACE_TOKENS], special_tokens=True
     )
-    old = model.get_input_embeddings().weight.shape[0]
+    rows = model.get_input_embeddings().weight
+    old = rows.shape[0]
     if getattr(model.config, "slot_scale", None) is None:
-        model.config.slot_scale = slot_scale(model.get_input_embeddings().weight)
+        model.config.slot_scale = slot_scale(rows)
+    length = float(rows.detach().norm(dim=-1).mean()) * row_length
     model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
     with torch.no_grad():
-        model.get_input_embeddings().weight[old:] = 0.0
+        added = model.get_input_embeddings().weight[old:]
+        directions = torch.randn(added.shape, generator=torch.Generator().manual_seed(seed))
+        added.copy_(torch.nn.functional.normalize(directions, dim=-1) * length)
         model.get_output_embeddings().weight[old:] = 0.0
 
 
@@ -499,6 +508,9 @@ class SkillsConfig:
     letter_weight: float = 1.0
     """The letter head's share of the head losses (0: no letter head, as the committed photos
     base's stage 2 trained)."""
+    place_row_length: float = 0.0
+    """The place tokens' starting input rows as a share of a word row's length
+    (`add_place_tokens`; 0: zero rows, as the committed photos base's stage 2 started)."""
     seed: int = 0
     eval_every: int = 250
     eval_per_task: int = 200
@@ -566,7 +578,7 @@ def train_skills(
     out.mkdir(parents=True, exist_ok=True)
     model, tokenizer = symbolic.load_symbolic(base)
     tokenizer = separate_words_from_newlines(tokenizer)
-    add_place_tokens(model, tokenizer)
+    add_place_tokens(model, tokenizer, config.place_row_length, config.seed)
     wire_choose_head(model, config.seed)
     tokenizer_folder = out / "tokenizer"
     if not tokenizer_folder.is_dir():
@@ -689,7 +701,13 @@ def build_parser() -> argparse.ArgumentParser:
     defaults = SkillsConfig()
     for name in ("steps", "batch_size", "warmup", "seed", "eval_every", "eval_per_task"):
         parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name))
-    for name in ("learning_rate", "pointer_weight", "letter_weight", "weight_decay"):
+    for name in (
+        "learning_rate",
+        "pointer_weight",
+        "letter_weight",
+        "place_row_length",
+        "weight_decay",
+    ):
         parser.add_argument(
             f"--{name.replace('_', '-')}", type=float, default=getattr(defaults, name)
         )
@@ -719,6 +737,7 @@ def main(argv: list[str] | None = None) -> int:
         weight_decay=args.weight_decay,
         pointer_weight=args.pointer_weight,
         letter_weight=args.letter_weight,
+        place_row_length=args.place_row_length,
         seed=args.seed,
         eval_every=args.eval_every,
         eval_per_task=args.eval_per_task,
