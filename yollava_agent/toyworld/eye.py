@@ -21,8 +21,9 @@ photos, every token an object owns (not only its centre patch), per factor: the 
 
 Written to OUT as it goes: `checkpoint.pt` (tower, projector, heads, optimiser, step; a run
 restarted with the same command resumes, with a freshly drawn bank), `log.jsonl` (losses, head
-accuracy and probes every `eval_every` steps) and, with `--export`, the tower and projector as
-`eye.safetensors` with `eye.json`. Chosen not to: contrastive training against captions (the
+accuracy and probes every `eval_every` steps); `--probe` writes the gate's probes to
+`probes.json`. BASE is a symbolic or stage-2 export, or an assembled base (its language model's
+rows: a new eye for a base whose language model photos have tuned). Chosen not to: contrastive training against captions (the
 per-patch targets already name everything captions could), image augmentation (the renderer's
 places, sizes, backgrounds and noise vary every photo), and a CLS objective (LLaVA drops the CLS
 token: only patch tokens reach the language model).
