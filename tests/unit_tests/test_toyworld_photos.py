@@ -16,7 +16,7 @@ import torch
 from yollava_agent.toyworld import assembly, eye, skills, slots, symbolic
 from yollava_agent.toyworld.clip import pixels
 from yollava_agent.toyworld.slots import PLACE_TOKENS, SLOTS
-from yollava_agent.toyworld.world import generic_looks, render
+from yollava_agent.toyworld.world import PLACES, generic_looks, render
 
 SYMBOLIC_BASE = Path(symbolic.__file__).parent / "weights" / "symbolic"
 
@@ -252,21 +252,23 @@ def test_place_tokens_join_a_base_without_changing_any_answer() -> None:
     assert torch.allclose(after, before, atol=1e-5)
 
 
-def test_place_rows_can_start_as_long_as_a_word_in_distinct_directions_never_spoken() -> None:
+@pytest.mark.parametrize("init", ["random", "words"])
+def test_place_rows_can_start_as_long_as_a_word_and_are_never_spoken(init: str) -> None:
     model, tokenizer = symbolic.load_symbolic(SYMBOLIC_BASE)
-    words = model.get_input_embeddings().weight.detach().norm(dim=-1).mean()
-    skills.add_place_tokens(model, tokenizer, row_length=1.0, seed=3)
+    table = model.get_input_embeddings().weight.detach().clone()
+    skills.add_place_tokens(model, tokenizer, init, seed=3)
     ids = [tokenizer.convert_tokens_to_ids(t) for t in PLACE_TOKENS]
     rows = model.get_input_embeddings().weight[ids].detach()
-    assert torch.allclose(rows.norm(dim=-1), words.expand(len(ids)), rtol=1e-4)
-    unit = torch.nn.functional.normalize(rows, dim=-1)
-    cosines = unit @ unit.T
-    assert (cosines - torch.eye(len(ids))).abs().max() < 0.5
+    words = table.norm(dim=-1).mean().expand(len(ids))
+    assert torch.allclose(rows.norm(dim=-1), words, rtol=1e-4)
     assert not model.get_output_embeddings().weight[ids].any()
-    slot = slots.slot_vectors(
-        torch.tensor([[ids[0], -1, -1, -1, -1, -1, -1, -1]]), model.get_input_embeddings().weight
-    )
-    assert torch.cosine_similarity(slot, rows[:1]).item() > 0.99
+    unit = torch.nn.functional.normalize(rows, dim=-1)
+    assert (unit @ unit.T - torch.eye(len(ids))).max() < 0.9, "two places start alike"
+    if init == "words":
+        top_left = table[tokenizer(" top left", add_special_tokens=False)["input_ids"]].sum(0)
+        assert torch.cosine_similarity(rows[PLACES.index("top left")], top_left, dim=0) > 0.999
+    with pytest.raises(ValueError, match="Place rows start as one of .* got 'middle'"):
+        skills.add_place_tokens(model, tokenizer, "middle")
 
 
 def test_an_eye_started_from_another_keeps_its_weights_and_trains_on(

@@ -79,6 +79,7 @@ from yollava_agent.toyworld.world import (
     BACKGROUNDS,
     COLOURS,
     PATTERN_NOUNS,
+    PLACES,
     SHAPES,
     SIZES,
     Look,
@@ -466,32 +467,53 @@ def wire_choose_head(model: LlamaForCausalLM, seed: int) -> None:
         attention.k_proj.weight[rows] = projection
 
 
+PLACE_INITS = ("zero", "random", "words")
+"""How `add_place_tokens` starts the place tokens' input rows."""
+
+
 def add_place_tokens(
-    model: LlamaForCausalLM, tokenizer: object, row_length: float = 0.0, seed: int = 0
+    model: LlamaForCausalLM, tokenizer: object, init: str = "zero", seed: int = 0
 ) -> None:
     """Give a base without them the place tokens: new vocabulary entries whose output rows start
-    at zero and whose input rows start at zero (`row_length` 0), so that the base's slots, and
-    every answer it gives, are exactly what they were until training grows the rows; or at
-    random directions `row_length` times the mean row's length (1.0: as long as a word's).
-    Measured: started as long as a word's, the place rows cut r3's reference yes-recall from
-    0.95 to 0.56 before any training; started at zero, they grew to 0.3-0.8 of a word's 10.5 in
-    3,000 steps, too short to count in a slot (a sum of eight rows), and photos' place answers
-    stayed at chance. The slot length stays the one the base was trained with."""
+    at zero, and whose input rows start at zero (`init` "zero": the base's slots, and every
+    answer it gives, stay exactly what they were until training grows the rows), at random
+    directions as long as a word row ("random"), or at the sum of their place's words (" top" +
+    " left" for `<place_0>`) as long as a word row ("words": a slot then holds the words that
+    name its place, as it holds its colour's word).
+    Measured: "random" cut r3's reference yes-recall from 0.95 to 0.56 before any training;
+    from "zero" the rows grew to 0.3-0.8 of a word's 10.5 in 3,000 steps, about 2% of a slot,
+    and photos' place answers stayed at chance; from "random" they count in the slot, yet
+    "Where is ...?" stayed at chance on exact slots after 3,000 steps. The slot length stays the
+    one the base was trained with."""
+    if init not in PLACE_INITS:
+        msg = f"Place rows start as one of {PLACE_INITS}, got {init!r}."
+        raise ValueError(msg)
     if PLACE_TOKENS[0] in tokenizer.get_vocab():
         return
+    rows = model.get_input_embeddings().weight
+    words = [
+        rows[tokenizer(" " + place, add_special_tokens=False)["input_ids"]].detach().sum(0)
+        for place in PLACES
+    ]
+    length = float(rows.detach().norm(dim=-1).mean())
     tokenizer.add_tokens(
         [AddedToken(t, special=True, normalized=False) for t in PLACE_TOKENS], special_tokens=True
     )
-    rows = model.get_input_embeddings().weight
     old = rows.shape[0]
     if getattr(model.config, "slot_scale", None) is None:
         model.config.slot_scale = slot_scale(rows)
-    length = float(rows.detach().norm(dim=-1).mean()) * row_length
     model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
     with torch.no_grad():
         added = model.get_input_embeddings().weight[old:]
-        directions = torch.randn(added.shape, generator=torch.Generator().manual_seed(seed))
-        added.copy_(torch.nn.functional.normalize(directions, dim=-1) * length)
+        if init == "zero":
+            added.zero_()
+        else:
+            directions = (
+                torch.randn(added.shape, generator=torch.Generator().manual_seed(seed))
+                if init == "random"
+                else torch.stack(words)
+            )
+            added.copy_(torch.nn.functional.normalize(directions, dim=-1) * length)
         model.get_output_embeddings().weight[old:] = 0.0
 
 
@@ -508,9 +530,9 @@ class SkillsConfig:
     letter_weight: float = 1.0
     """The letter head's share of the head losses (0: no letter head, as the committed photos
     base's stage 2 trained)."""
-    place_row_length: float = 0.0
-    """The place tokens' starting input rows as a share of a word row's length
-    (`add_place_tokens`; 0: zero rows, as the committed photos base's stage 2 started)."""
+    place_init: str = "zero"
+    """How the place tokens' input rows start (`add_place_tokens`: "zero", as the committed
+    photos base's stage 2 started, "random" or "words")."""
     seed: int = 0
     eval_every: int = 250
     eval_per_task: int = 200
@@ -578,7 +600,7 @@ def train_skills(
     out.mkdir(parents=True, exist_ok=True)
     model, tokenizer = symbolic.load_symbolic(base)
     tokenizer = separate_words_from_newlines(tokenizer)
-    add_place_tokens(model, tokenizer, config.place_row_length, config.seed)
+    add_place_tokens(model, tokenizer, config.place_init, config.seed)
     wire_choose_head(model, config.seed)
     tokenizer_folder = out / "tokenizer"
     if not tokenizer_folder.is_dir():
@@ -705,12 +727,12 @@ def build_parser() -> argparse.ArgumentParser:
         "learning_rate",
         "pointer_weight",
         "letter_weight",
-        "place_row_length",
         "weight_decay",
     ):
         parser.add_argument(
             f"--{name.replace('_', '-')}", type=float, default=getattr(defaults, name)
         )
+    parser.add_argument("--place-init", choices=PLACE_INITS, default=defaults.place_init)
     parser.add_argument("--max-minutes", type=float, default=None)
     parser.add_argument("--stop-after", type=int, default=None)
     parser.add_argument("--threads", type=int, default=1)
@@ -737,7 +759,7 @@ def main(argv: list[str] | None = None) -> int:
         weight_decay=args.weight_decay,
         pointer_weight=args.pointer_weight,
         letter_weight=args.letter_weight,
-        place_row_length=args.place_row_length,
+        place_init=args.place_init,
         seed=args.seed,
         eval_every=args.eval_every,
         eval_per_task=args.eval_per_task,
