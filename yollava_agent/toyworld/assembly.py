@@ -339,14 +339,14 @@ def _assembled(args: argparse.Namespace) -> tuple[LlavaForConditionalGeneration,
         model, tokenizer, earlier = load_base(args.base)
         kept = {"eye", "language_model"}
         continued = {"base": str(args.base)} | {k: v for k, v in earlier.items() if k not in kept}
-        report = {k: earlier[k] for k in kept} | {"continued_from": continued}
+        report = {k: earlier[k] for k in kept}
         if args.eye is not None:
             eye, eye_state = load_eye(args.eye)
             model.model.vision_tower.load_state_dict(eye.tower.state_dict())
             model.model.multi_modal_projector.load_state_dict(eye.projector.state_dict())
-            report["eye"] = eye_record(args.eye, eye_state)
             continued["eye"] = earlier["eye"]
-        return model, tokenizer, report
+            report["eye"] = eye_record(args.eye, eye_state)
+        return model, tokenizer, report | {"continued_from": continued}
     if args.eye is None or args.language_model is None:
         msg = "Name the eye run and the language model (--eye and --language-model), or --base"
         raise SystemExit(msg)

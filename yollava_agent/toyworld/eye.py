@@ -23,10 +23,10 @@ Written to OUT as it goes: `checkpoint.pt` (tower, projector, heads, optimiser, 
 restarted with the same command resumes, with a freshly drawn bank), `log.jsonl` (losses, head
 accuracy and probes every `eval_every` steps); `--probe` writes the gate's probes to
 `probes.json`. BASE is a symbolic or stage-2 export, or an assembled base (its language model's
-rows: a new eye for a base whose language model photos have tuned). Chosen not to: contrastive training against captions (the
-per-patch targets already name everything captions could), image augmentation (the renderer's
-places, sizes, backgrounds and noise vary every photo), and a CLS objective (LLaVA drops the CLS
-token: only patch tokens reach the language model).
+rows: a new eye for a base whose language model photos have tuned). Chosen not to: contrastive
+training against captions (the per-patch targets already name everything captions could), image
+augmentation (the renderer's places, sizes, backgrounds and noise vary every photo), and a CLS
+objective (LLaVA drops the CLS token: only patch tokens reach the language model).
 """
 
 from __future__ import annotations

@@ -490,30 +490,29 @@ def add_place_tokens(
         raise ValueError(msg)
     if PLACE_TOKENS[0] in tokenizer.get_vocab():
         return
-    rows = model.get_input_embeddings().weight
-    words = [
-        rows[tokenizer(" " + place, add_special_tokens=False)["input_ids"]].detach().sum(0)
-        for place in PLACES
-    ]
-    length = float(rows.detach().norm(dim=-1).mean())
+    table = model.get_input_embeddings().weight.detach()
+    old = table.shape[0]
+    if getattr(model.config, "slot_scale", None) is None:
+        model.config.slot_scale = slot_scale(table)
     tokenizer.add_tokens(
         [AddedToken(t, special=True, normalized=False) for t in PLACE_TOKENS], special_tokens=True
     )
-    old = rows.shape[0]
-    if getattr(model.config, "slot_scale", None) is None:
-        model.config.slot_scale = slot_scale(rows)
     model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
     with torch.no_grad():
         added = model.get_input_embeddings().weight[old:]
         if init == "zero":
             added.zero_()
         else:
-            directions = (
-                torch.randn(added.shape, generator=torch.Generator().manual_seed(seed))
-                if init == "random"
-                else torch.stack(words)
-            )
-            added.copy_(torch.nn.functional.normalize(directions, dim=-1) * length)
+            if init == "random":
+                directions = torch.randn(added.shape, generator=torch.Generator().manual_seed(seed))
+            else:
+                directions = torch.stack(
+                    [
+                        table[tokenizer(" " + place, add_special_tokens=False)["input_ids"]].sum(0)
+                        for place in PLACES
+                    ]
+                )
+            added.copy_(torch.nn.functional.normalize(directions, dim=-1) * slot_scale(table))
         model.get_output_embeddings().weight[old:] = 0.0
 
 
@@ -723,12 +722,7 @@ def build_parser() -> argparse.ArgumentParser:
     defaults = SkillsConfig()
     for name in ("steps", "batch_size", "warmup", "seed", "eval_every", "eval_per_task"):
         parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name))
-    for name in (
-        "learning_rate",
-        "pointer_weight",
-        "letter_weight",
-        "weight_decay",
-    ):
+    for name in ("learning_rate", "pointer_weight", "letter_weight", "weight_decay"):
         parser.add_argument(
             f"--{name.replace('_', '-')}", type=float, default=getattr(defaults, name)
         )
