@@ -347,3 +347,36 @@ def test_the_choose_and_letter_heads_target_the_options_only_in_stage_two() -> N
     assert int((batch["letter"][0] >= 0).sum()) == len(first.letters)
     plain = symbolic.collate([symbolic.Encoder(tokenizer).encode(letters[0])], tokenizer.pad_token_id)
     assert "choose" not in plain
+
+
+def test_task_weights_change_only_the_named_tasks_share_of_the_mix() -> None:
+    mix = skills.task_mix(["locate=0.4", "count=0"])
+    assert mix == skills.TASK_WEIGHTS | {"locate": 0.4, "count": 0.0}
+    rng = np.random.default_rng(0)
+    only_locate = skills.task_mix([f"{task}=0" for task in skills.TASK_WEIGHTS if task != "locate"])
+    kinds = {skills.skill_turn(rng, generic_looks(), mix=only_locate).kind for _ in range(20)}
+    assert kinds == {"locate"}
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("where=0.4", "--task-weight 'where=0.4': no task 'where'; tasks are presence"),
+        ("locate=lots", "--task-weight 'locate=lots': the weight must be a number >= 0"),
+        ("locate=-1", "--task-weight 'locate=-1': the weight must be a number >= 0"),
+        ("locate", "--task-weight 'locate': the weight must be a number >= 0"),
+    ],
+)
+def test_a_bad_task_weight_is_refused_by_name_before_training(
+    override: str, message: str, tmp_path: Path
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        skills.main(
+            [str(tmp_path / "run"), "--base", str(SYMBOLIC_BASE), "--task-weight", override]
+        )
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_mix_with_every_task_at_zero_is_refused() -> None:
+    with pytest.raises(ValueError, match="leaves every task at weight 0"):
+        skills.task_mix([f"{task}=0" for task in skills.TASK_WEIGHTS])

@@ -727,11 +727,40 @@ def build_parser() -> argparse.ArgumentParser:
             f"--{name.replace('_', '-')}", type=float, default=getattr(defaults, name)
         )
     parser.add_argument("--place-init", choices=PLACE_INITS, default=defaults.place_init)
+    parser.add_argument(
+        "--task-weight",
+        action="append",
+        default=[],
+        metavar="TASK=WEIGHT",
+        help="change one task's weight in the mix (repeatable), e.g. locate=0.4",
+    )
     parser.add_argument("--max-minutes", type=float, default=None)
     parser.add_argument("--stop-after", type=int, default=None)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--export", type=Path, default=None, metavar="FOLDER")
     return parser
+
+
+def task_mix(overrides: Sequence[str]) -> dict[str, float]:
+    """`TASK_WEIGHTS` with each "task=weight" of `overrides` in place of that task's weight."""
+    mix = dict(TASK_WEIGHTS)
+    for override in overrides:
+        task, _, weight = override.partition("=")
+        if task not in mix:
+            msg = f"--task-weight {override!r}: no task {task!r}; tasks are {', '.join(mix)}."
+            raise ValueError(msg)
+        try:
+            value = float(weight)
+        except ValueError:
+            value = math.nan
+        if not value >= 0:
+            msg = f"--task-weight {override!r}: the weight must be a number >= 0, as locate=0.4."
+            raise ValueError(msg)
+        mix[task] = value
+    if sum(mix.values()) <= 0:
+        msg = f"--task-weight {' '.join(overrides)!r} leaves every task at weight 0."
+        raise ValueError(msg)
+    return mix
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -757,6 +786,7 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         eval_every=args.eval_every,
         eval_per_task=args.eval_per_task,
+        mix=task_mix(args.task_weight),
     )
     train_skills(args.out, args.base, config, args.max_minutes, args.stop_after)
     return 0
