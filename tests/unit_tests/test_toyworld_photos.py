@@ -286,6 +286,28 @@ def test_an_eye_started_from_another_keeps_its_weights_and_trains_on(
     assert not (tmp_path / "wider" / "checkpoint.pt").exists()
 
 
+def test_an_eye_started_from_an_assembled_base_has_the_bases_tower_and_projector(
+    assembled, tmp_path: Path
+) -> None:
+    _, _, tokenizer, model = assembled
+    base = tmp_path / "base"
+    assembly.write_base(model, tokenizer, base, {"eye": {"step": 1}, "language_model": {}})
+    written, _, _ = assembly.load_base(base)
+    out = tmp_path / "eye"
+    eye.train_eye(out, base, tiny_eye_config(steps=1, learning_rate=0.0), init=base)
+    state = torch.load(out / "checkpoint.pt", weights_only=False)
+    assert state["step"] == 1 and state["init"] == str(base)
+    parts = {"tower": written.model.vision_tower, "projector": written.model.multi_modal_projector}
+    for part, module in parts.items():
+        for name, value in module.state_dict().items():
+            assert torch.equal(state["eye"][f"{part}.{name}"], value), f"{part}.{name}"
+    with pytest.raises(ValueError, match=r"is a tower of \{'width': 32.*pass the same --width"):
+        eye.train_eye(tmp_path / "wider", base, tiny_eye_config(width=64), init=base)
+    with pytest.raises(ValueError, match=f"--init '{tmp_path}' is neither an eye run"):
+        eye.train_eye(tmp_path / "none", base, tiny_eye_config(), init=tmp_path)
+    assert not (tmp_path / "none" / "checkpoint.pt").exists()
+
+
 def test_an_option_word_is_the_same_token_as_in_the_description_after_stage_two() -> None:
     from yollava_agent.toyworld.language import two_choice
 

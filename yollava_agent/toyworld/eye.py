@@ -434,6 +434,49 @@ def language_model_rows(folder: Path) -> tuple[torch.Tensor, float, dict[str, in
     return table, float(scale), word_ids(tokenizer)
 
 
+def start_from(eye: Eye, init: Path, config: EyeConfig, language_model: Path) -> None:
+    """Load into `eye` the weights a new run starts from: all of the eye run `init` (a folder
+    with `checkpoint.pt`), or the tower and projector of the assembled base `init` (its heads
+    stay as drawn: a base keeps no heads), after checking that their shapes are `config`'s."""
+    shape = ("width", "layers", "heads")
+    if (init / "checkpoint.pt").is_file():
+        start, start_state = load_eye(init)
+        theirs = {name: start_state["config"][name] for name in shape}
+        tower, projector, heads = start.tower, start.projector, start.heads
+    elif (init / "config.json").is_file() and AutoConfig.from_pretrained(init).model_type == "llava":
+        base = LlavaForConditionalGeneration.from_pretrained(init, dtype=torch.float32)
+        vision = base.config.vision_config
+        theirs = dict(
+            zip(shape, (vision.hidden_size, vision.num_hidden_layers, vision.num_attention_heads))
+        )
+        tower, projector, heads = base.model.vision_tower, base.model.multi_modal_projector, None
+    else:
+        msg = (
+            f"--init {str(init)!r} is neither an eye run (no checkpoint.pt) nor an assembled base"
+            " (no llava config.json): pass an eye.py run folder or a base assembly.py wrote."
+        )
+        raise ValueError(msg)
+    ours = {name: getattr(config, name) for name in shape}
+    if theirs != ours:
+        msg = (
+            f"The eye in {str(init)!r} is a tower of {theirs}, not the {ours} asked for:"
+            " pass the same --width, --layers and --heads as the eye it starts from."
+        )
+        raise ValueError(msg)
+    width = projector.linear_2.out_features
+    if width != eye.projector.linear_2.out_features:
+        msg = (
+            f"The eye in {str(init)!r} projects to width {width} but the language model in"
+            f" {str(language_model)!r} reads width {eye.projector.linear_2.out_features}: start"
+            " from an eye trained for a model of the same width."
+        )
+        raise ValueError(msg)
+    eye.tower.load_state_dict(tower.state_dict())
+    eye.projector.load_state_dict(projector.state_dict())
+    if heads is not None:
+        eye.heads.load_state_dict(heads.state_dict())
+
+
 def train_eye(
     out: Path,
     language_model: Path,
@@ -442,31 +485,14 @@ def train_eye(
     init: Path | None = None,
 ) -> dict:
     """Train (or resume) an eye in `out` against the frozen language model in `language_model`;
-    a new run starts from the eye of the run folder `init` when given (its tower, projector and
-    heads; optimiser and schedule fresh): an eye re-regressed onto a continued language model."""
+    a new run starts from `init` when given (`start_from`: an eye run or an assembled base;
+    optimiser and schedule fresh): an eye re-regressed onto a continued language model."""
     out.mkdir(parents=True, exist_ok=True)
     table, scale, ids = language_model_rows(language_model)
     torch.manual_seed(config.seed)
     eye = Eye(config, table.shape[1])
     if init is not None:
-        start, start_state = load_eye(init)
-        shape = ("width", "layers", "heads")
-        theirs = {name: start_state["config"][name] for name in shape}
-        ours = {name: getattr(config, name) for name in shape}
-        if theirs != ours:
-            msg = (
-                f"The eye in {str(init)!r} is a tower of {theirs}, not the {ours} asked for:"
-                " pass the same --width, --layers and --heads as the run it starts from."
-            )
-            raise ValueError(msg)
-        if start.projector.linear_2.out_features != table.shape[1]:
-            msg = (
-                f"The eye in {str(init)!r} projects to width {start.projector.linear_2.out_features}"
-                f" but the language model in {str(language_model)!r} reads width"
-                f" {table.shape[1]}: start from an eye trained for a model of the same width."
-            )
-            raise ValueError(msg)
-        eye.load_state_dict(start.state_dict())
+        start_from(eye, init, config, language_model)
     optimizer = torch.optim.AdamW(
         eye.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
     )
@@ -589,7 +615,10 @@ def build_parser() -> argparse.ArgumentParser:
         parser.add_argument(f"--{name.replace('_', '-')}", type=kind, default=value)
     parser.add_argument("--max-minutes", type=float, default=None, help="stop after this long")
     parser.add_argument(
-        "--init", type=Path, default=None, help="start from this eye run's weights (a new run)"
+        "--init",
+        type=Path,
+        default=None,
+        help="start a new run from this eye run's weights, or from an assembled base's eye",
     )
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest here)")
     parser.add_argument(
