@@ -439,11 +439,13 @@ def start_from(eye: Eye, init: Path, config: EyeConfig, language_model: Path) ->
     with `checkpoint.pt`), or the tower and projector of the assembled base `init` (its heads
     stay as drawn: a base keeps no heads), after checking that their shapes are `config`'s."""
     shape = ("width", "layers", "heads")
+    config_file = init / "config.json"
+    is_base = config_file.is_file() and AutoConfig.from_pretrained(init).model_type == "llava"
     if (init / "checkpoint.pt").is_file():
         start, start_state = load_eye(init)
         theirs = {name: start_state["config"][name] for name in shape}
         tower, projector, heads = start.tower, start.projector, start.heads
-    elif (init / "config.json").is_file() and AutoConfig.from_pretrained(init).model_type == "llava":
+    elif is_base:
         base = LlavaForConditionalGeneration.from_pretrained(init, dtype=torch.float32)
         vision = base.config.vision_config
         theirs = dict(
