@@ -338,6 +338,18 @@ def test_the_skills_stage_logs_resumes_and_exports_a_base_with_place_tokens(tmp_
     assert all(t in tokenizer.get_vocab() for t in PLACE_TOKENS)
     assert model.get_input_embeddings().weight.shape[0] == len(tokenizer)
     assert "\u2581red" in tokenizer.tokenize("A. red\nB. blue")
+    choose = model.model.layers[symbolic.CHOOSE_LAYER].self_attn.q_proj.weight.detach().clone()
+    places = model.get_input_embeddings().weight[-len(PLACE_TOKENS) :].detach().clone()
+    further = tmp_path / "further"
+    kept = skills.SkillsConfig(**{**config.__dict__, "steps": 1, "learning_rate": 0.0})
+    skills.train_skills(further, tmp_path / "base", kept)
+    state = torch.load(further / "checkpoint.pt", weights_only=False)
+    q_proj = f"model.layers.{symbolic.CHOOSE_LAYER}.self_attn.q_proj.weight"
+    assert torch.equal(state["model"][q_proj], choose), "the trained choose head was wired again"
+    assert torch.equal(state["model"]["model.embed_tokens.weight"][-len(PLACE_TOKENS) :], places)
+    continued = skills.export(further, tmp_path / "base2", per_task=2)
+    assert continued["continued_from"]["step"] == 3 and continued["step"] == 1
+    assert len(symbolic.load_symbolic(tmp_path / "base2")[1]) == len(tokenizer)
 
 
 def test_the_choose_and_letter_heads_target_the_options_only_in_stage_two() -> None:

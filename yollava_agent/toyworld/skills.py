@@ -27,6 +27,9 @@ merging an option's word with the newline after it (`separate_words_from_newline
 `assembly.py` trains these tasks on rendered photos; here they train on slots. Training,
 held-out accuracy and export follow `symbolic.py` (same losses, `checkpoint.pt` / `log.jsonl`,
 a restarted run resumes); `--export FOLDER` writes a half-precision Llama with `training.json`.
+`--task-weight TASK=WEIGHT` changes a task's share of the mix, and `--base` may be a stage-2
+export: its place tokens and choose head are kept and its report goes under `continued_from`,
+so the stage can run as a curriculum (places first, then every task).
 
 Chosen not to: a place head or a position code per patch (the place token names the object's
 grid cell; patches carry no position of their own), counting beyond three objects, free-form
@@ -588,6 +591,12 @@ def answer_hit(model: torch.nn.Module, hidden: torch.Tensor, item: Encoded, answ
     return bool(right[0] if _first_token_decides(answer) else right.all())
 
 
+def is_stage_two(tokenizer: object) -> bool:
+    """Whether a base's tokenizer has the place tokens: a stage-2 export, whose place rows and
+    trained choose head a further stage-2 run keeps (a symbolic base gets both added)."""
+    return PLACE_TOKENS[0] in tokenizer.get_vocab()
+
+
 def train_skills(
     out: Path,
     base: Path,
@@ -595,12 +604,14 @@ def train_skills(
     max_minutes: float | None = None,
     stop_after: int | None = None,
 ) -> dict[str, float]:
-    """Continue the symbolic base in `base` on every task (or resume in `out`)."""
+    """Continue the symbolic base or stage-2 export in `base` on every task of `config.mix` (or
+    resume in `out`)."""
     out.mkdir(parents=True, exist_ok=True)
     model, tokenizer = symbolic.load_symbolic(base)
     tokenizer = separate_words_from_newlines(tokenizer)
-    add_place_tokens(model, tokenizer, config.place_init, config.seed)
-    wire_choose_head(model, config.seed)
+    if not is_stage_two(tokenizer):
+        add_place_tokens(model, tokenizer, config.place_init, config.seed)
+        wire_choose_head(model, config.seed)
     tokenizer_folder = out / "tokenizer"
     if not tokenizer_folder.is_dir():
         tokenizer.save_pretrained(tokenizer_folder)
@@ -701,6 +712,9 @@ def export(out: Path, folder: Path, per_task: int = 200) -> dict[str, object]:
         "held_out": {"per_task": per_task, "seed": EXPORT_EVAL_SEED, "accuracy": accuracy},
         "log": log,
     }
+    base_report = Path(state["base"]) / "training.json"
+    if is_stage_two(AutoTokenizer.from_pretrained(state["base"])) and base_report.is_file():
+        report["continued_from"] = json.loads(base_report.read_text())
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
@@ -718,7 +732,9 @@ def export(out: Path, folder: Path, per_task: int = 200) -> dict[str, object]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path, help="folder for checkpoint.pt, log.jsonl, tokenizer/")
-    parser.add_argument("--base", type=Path, help="the symbolic base to continue (exported)")
+    parser.add_argument(
+        "--base", type=Path, help="the symbolic base, or a stage-2 export, to continue"
+    )
     defaults = SkillsConfig()
     for name in ("steps", "batch_size", "warmup", "seed", "eval_every", "eval_per_task"):
         parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name))
