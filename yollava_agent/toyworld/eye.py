@@ -417,13 +417,18 @@ def _atomic_save(obj: object, path: Path) -> None:
     os.replace(staging, path)
 
 
+def is_llava(folder: Path) -> bool:
+    """Whether the Hugging Face checkpoint in `folder` is a LLaVA (an assembled base)."""
+    return AutoConfig.from_pretrained(folder).model_type == "llava"
+
+
 def language_model_rows(folder: Path) -> tuple[torch.Tensor, float, dict[str, int]]:
     """The frozen language model's input rows, its slot length and its slot-word ids: of a
     symbolic or skills export, or of the language model inside an assembled base (to regress a
     new eye onto a base's photo-tuned language model)."""
     from yollava_agent.toyworld.symbolic import load_symbolic
 
-    if AutoConfig.from_pretrained(folder).model_type == "llava":
+    if is_llava(folder):
         model = LlavaForConditionalGeneration.from_pretrained(folder, dtype=torch.float32)
         tokenizer = AutoTokenizer.from_pretrained(folder)
         scale = model.config.text_config.slot_scale
@@ -439,13 +444,11 @@ def start_from(eye: Eye, init: Path, config: EyeConfig, language_model: Path) ->
     with `checkpoint.pt`), or the tower and projector of the assembled base `init` (its heads
     stay as drawn: a base keeps no heads), after checking that their shapes are `config`'s."""
     shape = ("width", "layers", "heads")
-    config_file = init / "config.json"
-    is_base = config_file.is_file() and AutoConfig.from_pretrained(init).model_type == "llava"
     if (init / "checkpoint.pt").is_file():
         start, start_state = load_eye(init)
         theirs = {name: start_state["config"][name] for name in shape}
         tower, projector, heads = start.tower, start.projector, start.heads
-    elif is_base:
+    elif (init / "config.json").is_file() and is_llava(init):
         base = LlavaForConditionalGeneration.from_pretrained(init, dtype=torch.float32)
         vision = base.config.vision_config
         theirs = dict(

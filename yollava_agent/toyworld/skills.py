@@ -474,6 +474,12 @@ PLACE_INITS = ("zero", "random", "words")
 """How `add_place_tokens` starts the place tokens' input rows."""
 
 
+def is_stage_two(tokenizer: object) -> bool:
+    """Whether a base's tokenizer has the place tokens: a stage-2 export, whose place rows and
+    trained choose head a further stage-2 run keeps (a symbolic base gets both added)."""
+    return PLACE_TOKENS[0] in tokenizer.get_vocab()
+
+
 def add_place_tokens(
     model: LlamaForCausalLM, tokenizer: object, init: str = "zero", seed: int = 0
 ) -> None:
@@ -491,7 +497,7 @@ def add_place_tokens(
     if init not in PLACE_INITS:
         msg = f"Place rows start as one of {PLACE_INITS}, got {init!r}."
         raise ValueError(msg)
-    if PLACE_TOKENS[0] in tokenizer.get_vocab():
+    if is_stage_two(tokenizer):
         return
     table = model.get_input_embeddings().weight.detach()
     old = table.shape[0]
@@ -589,12 +595,6 @@ def answer_hit(model: torch.nn.Module, hidden: torch.Tensor, item: Encoded, answ
     predicted = model.lm_head(hidden[start - 1 : end - 1]).argmax(-1)
     right = predicted == torch.tensor(item.input_ids[start:end])
     return bool(right[0] if _first_token_decides(answer) else right.all())
-
-
-def is_stage_two(tokenizer: object) -> bool:
-    """Whether a base's tokenizer has the place tokens: a stage-2 export, whose place rows and
-    trained choose head a further stage-2 run keeps (a symbolic base gets both added)."""
-    return PLACE_TOKENS[0] in tokenizer.get_vocab()
 
 
 def train_skills(
@@ -697,7 +697,8 @@ def export(out: Path, folder: Path, per_task: int = 200) -> dict[str, object]:
     state = torch.load(out / "checkpoint.pt", weights_only=False)
     model, _ = symbolic.load_symbolic(Path(state["base"]))
     tokenizer = AutoTokenizer.from_pretrained(out / "tokenizer")
-    add_place_tokens(model, AutoTokenizer.from_pretrained(state["base"]))
+    base_tokenizer = AutoTokenizer.from_pretrained(state["base"])
+    add_place_tokens(model, base_tokenizer)
     model.load_state_dict(state["model"])
     with torch.no_grad():
         for parameter in model.parameters():
@@ -713,7 +714,7 @@ def export(out: Path, folder: Path, per_task: int = 200) -> dict[str, object]:
         "log": log,
     }
     base_report = Path(state["base"]) / "training.json"
-    if is_stage_two(AutoTokenizer.from_pretrained(state["base"])) and base_report.is_file():
+    if is_stage_two(base_tokenizer) and base_report.is_file():
         report["continued_from"] = json.loads(base_report.read_text())
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
