@@ -414,3 +414,25 @@ def test_a_bad_task_weight_is_refused_by_name_before_training(
 def test_a_mix_with_every_task_at_zero_is_refused() -> None:
     with pytest.raises(ValueError, match="leaves every task at weight 0"):
         skills.task_mix([f"{task}=0" for task in skills.TASK_WEIGHTS])
+
+
+@pytest.mark.parametrize(
+    ("module", "flag", "holds"),
+    [
+        (skills, "--base", "config.json"),
+        (eye, "--language-model", "config.json"),
+        (eye, "--init", "checkpoint.pt or config.json"),
+        (assembly, "--eye", "checkpoint.pt"),
+        (assembly, "--language-model", "config.json"),
+        (assembly, "--base", "config.json"),
+    ],
+)
+def test_a_stage_folder_that_is_not_there_is_refused_by_the_path_given(
+    module, flag: str, holds: str, tmp_path: Path, capsys
+) -> None:
+    typo = str(tmp_path / "lm-palces")
+    with pytest.raises(SystemExit):
+        module.build_parser().parse_args([str(tmp_path / "out"), flag, typo])
+    error = capsys.readouterr().err
+    assert f"argument {flag}: {typo!r} holds no {holds}: name a folder an earlier stage wrote" in error
+    assert not (tmp_path / "out").exists()

@@ -54,6 +54,7 @@ from yollava_agent.tiny import llava_processor
 from yollava_agent.toyworld import skills, symbolic
 from yollava_agent.toyworld.clip import pixels
 from yollava_agent.toyworld.eye import PATCH_SIZE, Eye, load_eye
+from yollava_agent.toyworld.folders import saved_folder
 from yollava_agent.toyworld.symbolic import (
     IMAGE_TOKEN,
     Encoded,
@@ -306,12 +307,18 @@ def _rounded(model: torch.nn.Module) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path, help="folder to write llava/ and photo-log.jsonl to")
-    parser.add_argument("--eye", type=Path, help="an eye run folder (eye.py)")
     parser.add_argument(
-        "--language-model", type=Path, help="an exported language model (skills.py)"
+        "--eye", type=saved_folder("checkpoint.pt"), help="an eye run folder (eye.py)"
     )
     parser.add_argument(
-        "--base", type=Path, help="a written base to continue instead (assembly.py's OUT/llava)"
+        "--language-model",
+        type=saved_folder("config.json"),
+        help="an exported language model (skills.py)",
+    )
+    parser.add_argument(
+        "--base",
+        type=saved_folder("config.json"),
+        help="a written base to continue instead (assembly.py's OUT/llava)",
     )
     parser.add_argument("--photo-steps", type=int, default=0)
     parser.add_argument("--photo-batch", type=int, default=32)

@@ -56,6 +56,7 @@ from transformers import (
 from transformers.models.llava.modeling_llava import LlavaMultiModalProjector
 
 from yollava_agent.toyworld.clip import pixels
+from yollava_agent.toyworld.folders import saved_folder
 from yollava_agent.toyworld.slots import GRID, SLOTS, slot_components, slot_vectors, word_ids
 from yollava_agent.toyworld.world import (
     BACKGROUNDS,
@@ -612,7 +613,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path, help="folder for checkpoint.pt and log.jsonl")
     parser.add_argument(
-        "--language-model", type=Path, help="the frozen language model's folder (to train)"
+        "--language-model",
+        type=saved_folder("config.json"),
+        help="the frozen language model's folder (to train)",
     )
     defaults = EyeConfig()
     for name, value in asdict(defaults).items():
@@ -621,7 +624,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-minutes", type=float, default=None, help="stop after this long")
     parser.add_argument(
         "--init",
-        type=Path,
+        type=saved_folder("checkpoint.pt", "config.json"),
         default=None,
         help="start a new run from this eye run's weights, or from an assembled base's eye",
     )

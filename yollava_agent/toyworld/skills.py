@@ -58,6 +58,7 @@ from transformers import AddedToken, AutoTokenizer, LlamaForCausalLM
 
 from yollava_agent.evaluation.methods import DESCRIBE_QUESTION
 from yollava_agent.toyworld import symbolic
+from yollava_agent.toyworld.folders import saved_folder
 from yollava_agent.toyworld.language import (
     PLACE_PHRASES,
     article,
@@ -734,7 +735,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path, help="folder for checkpoint.pt, log.jsonl, tokenizer/")
     parser.add_argument(
-        "--base", type=Path, help="the symbolic base, or a stage-2 export, to continue"
+        "--base",
+        type=saved_folder("config.json"),
+        help="the symbolic base, or a stage-2 export, to continue",
     )
     defaults = SkillsConfig()
     for name in ("steps", "batch_size", "warmup", "seed", "eval_every", "eval_per_task"):
