@@ -278,6 +278,7 @@ def train_run(
                 on_event,
                 cancel,
                 time.monotonic(),
+                1,
             )
         except TrainingCancelled:
             pass

@@ -132,6 +132,8 @@ def test_config_checks_name_the_value() -> None:
         TrainingConfig(latent_init="random")
     with pytest.raises(ValueError, match=r"num_latent_tokens must be an integer >= 0, got -1"):
         TrainingConfig(num_latent_tokens=-1)
+    with pytest.raises(ValueError, match=r"restarts must be an integer >= 0, got -1"):
+        TrainingConfig(restarts=-1)
     with pytest.raises(ValueError, match=r"subject_kind must be 'object' or 'person', got 'plant'"):
         TrainingConfig(subject_kind="plant")
     with pytest.raises(ValueError, match=rf"turns_per_positive must be at most {len(RECOGNITION_QUESTIONS)}"):
@@ -207,3 +209,77 @@ def test_output_rows_train_at_their_own_rate(runtime) -> None:
 def test_recognition_phrasings_are_many_and_distinct() -> None:
     assert len(set(RECOGNITION_QUESTIONS)) == len(RECOGNITION_QUESTIONS) >= 30
     assert all("{c}" in q for q in RECOGNITION_QUESTIONS)
+
+
+def test_a_run_that_never_says_yes_trains_again_from_the_next_seed(runtime, caplog) -> None:
+    """The random tiny model never answers "Yes" to a photo: every attempt collapses, each one
+    restarts from the next seed, and the report names the collapsed ones."""
+    events: list[TrainingEvent] = []
+    config = replace(FAST, epochs=2, restarts=2, seed=5)
+    with caplog.at_level("WARNING", logger="yollava_agent.training.trainer"):
+        concept = train_concept(
+            runtime, "bo", _photos(3), _photos(4, blue=True), config, events.append
+        )
+
+    stats = concept.training
+    assert stats["epoch_positive_accuracies"] == [0.0, 0.0]
+    assert stats["best_positive_accuracy"] == 0.0
+    assert stats["seed"] == 5 and [c["seed"] for c in stats["collapsed"]] == [6, 7]  # all tie
+    assert sorted({e.attempt for e in events}) == [1, 2, 3]
+    restarts = [r.getMessage() for r in caplog.records if "training again" in r.getMessage()]
+    assert restarts == [
+        "Concept 'bo' did not learn to say 'yes' to its photos (seed 5: 'yes' to 0% of their "
+        "turns); training again from seed 6.",
+        "Concept 'bo' did not learn to say 'yes' to its photos (seed 6: 'yes' to 0% of their "
+        "turns); training again from seed 7.",
+    ]
+    assert runtime.injected == {}
+    once = replace(config, restarts=0)
+    first = train_concept(runtime, "bo", _photos(3), _photos(4, blue=True), once)
+    assert torch.equal(concept.input_embeddings, first.input_embeddings), "not seed 5's rows"
+
+
+def test_without_restarts_a_collapsed_run_is_kept_and_trains_once(runtime) -> None:
+    events: list[TrainingEvent] = []
+    config = replace(FAST, epochs=2)
+    concept = train_concept(runtime, "bo", _photos(3), _photos(4, blue=True), config, events.append)
+    assert concept.training["collapsed"] == []
+    assert {e.attempt for e in events} == {1}
+
+
+@pytest.mark.parametrize(
+    ("recalls", "tried_seeds", "kept_seed", "collapsed_seeds"),
+    [
+        ([0.0, 0.75, 0.0], [0, 1], 1, [0]),  # the first run that says yes is kept; no third attempt
+        ([0.25, 0.4, 0.1], [0, 1, 2], 1, [0, 2]),  # all collapse: the best kept epoch wins
+        ([0.5], [0], 0, []),  # half the photos' turns is not a collapse
+    ],
+)
+def test_restarts_keep_the_first_run_that_says_yes(
+    runtime,
+    monkeypatch,
+    recalls: list[float],
+    tried_seeds: list[int],
+    kept_seed: int,
+    collapsed_seeds: list[int],
+) -> None:
+    """Which attempt is kept, with each attempt's outcome faked (the tiny model never says yes)."""
+    tried: list[int] = []
+
+    def attempt(runtime, name, positives, negatives, questions, answers, config, seed, *rest):
+        report = rest[1]
+        recall = recalls[seed]
+        tried.append(seed)
+        report.epoch_losses, report.best_epoch = [1.0], 1
+        report.epoch_accuracies, report.epoch_positive_accuracies = [recall], [recall]
+        rows = torch.full((17, runtime.base.hidden_size), float(seed))
+        return rows, rows
+
+    monkeypatch.setattr("yollava_agent.training.trainer._attempt", attempt)
+    concept = train_concept(
+        runtime, "bo", _photos(3), _photos(4, blue=True), replace(FAST, restarts=len(recalls) - 1)
+    )
+    assert tried == tried_seeds
+    assert float(concept.input_embeddings[0, 0]) == kept_seed
+    assert concept.training["seed"] == kept_seed
+    assert [c["seed"] for c in concept.training["collapsed"]] == collapsed_seeds

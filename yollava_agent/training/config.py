@@ -75,6 +75,11 @@ class TrainingConfig:
     """Longest base-model answer to an attribute question."""
     flip_probability: float = 0.5
     seed: int = 0
+    restarts: int = 0
+    """How many more times to train when a run collapses into "always no": its kept epoch said
+    "yes" to under half of its positive training turns (a start can fall either way: README).
+    Each restart draws from the next seed (`seed + 1`, ...); the first run that does not collapse
+    is kept, else the one whose kept epoch scored best. Only training turns decide."""
     fast: bool = True
     """Cached-prefix training (`training/fast.py`): vision features and each photo view's image-prefix
     keys/values are computed once per run and reused every step, and logits are computed at answer
@@ -102,7 +107,13 @@ class TrainingConfig:
             if not isinstance(value, int) or value < 1:
                 msg = f"TrainingConfig.{name} must be a positive integer, got {value!r}."
                 raise ValueError(msg)
-        for name in ("warmup_epochs", "num_latent_tokens", "num_hard_negatives", "num_easy_negatives"):
+        for name in (
+            "warmup_epochs",
+            "num_latent_tokens",
+            "num_hard_negatives",
+            "num_easy_negatives",
+            "restarts",
+        ):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 0:
                 msg = f"TrainingConfig.{name} must be an integer >= 0, got {value!r}."

@@ -172,7 +172,7 @@ def _split(item: _Encoded, first_id: int, count: int) -> int:
 
 
 class FastPath:
-    """The cached-prefix training step for one run: `step(chosen, flips) -> (loss, correct, judged)`.
+    """The cached-prefix training step for one run: `step(chosen, flips) -> (loss, hits)`.
 
     Built once per run (the prefix cache lives as long as the object); call it inside
     `_ConceptRows.spliced`, as the reference step.
@@ -237,8 +237,9 @@ class FastPath:
 
     def __call__(
         self, chosen: Sequence[_Encoded], flips: Sequence[bool]
-    ) -> tuple[torch.Tensor, int, int]:
-        """Loss (mean cross-entropy over every answer token of the batch), first-token hits, judged."""
+    ) -> tuple[torch.Tensor, list[bool | None]]:
+        """Loss (mean cross-entropy over every answer token of the batch) and, per row, whether
+        its first answer token was right (None: a text turn, not judged)."""
         plans = [self._plans[id(item)] for item in chosen]
         keys: list[PrefixKey] = [
             (p.prefix, p.photo, bool(flip) if p.photo is not None else False)
@@ -280,11 +281,9 @@ class FastPath:
         loss = F.cross_entropy(logits, target, reduction="sum") / len(targets)
         with torch.no_grad():
             first = torch.tensor(firsts, device=self.device)
-            right = logits[first].argmax(-1) == target[first]
-            judged = torch.tensor([p.judged for p in plans], device=self.device)
-            hits = int((right & judged).sum())
+            right = (logits[first].argmax(-1) == target[first]).tolist()
         self.stats.steps += 1
-        return loss, hits, sum(p.judged for p in plans)
+        return loss, [hit if plan.judged else None for hit, plan in zip(right, plans, strict=True)]
 
     def _batch_cache(
         self, keys: list[PrefixKey], slots: int, prefixes: dict[PrefixKey, Layers]

@@ -8,7 +8,8 @@ its output head to its input embeddings, both hooks use one and the same paramet
 trained is what the tied model serves once the concept is injected. Loss is on answer
 tokens only. Each epoch's training recognition accuracy is read off the first answer token
 ("Yes"/"No") of the recognition turns in the same forward pass; the kept rows are those of the
-best epoch after the warm-up.
+best epoch after the warm-up. A run whose kept epoch says "yes" to under half of its positive
+turns has collapsed into "always no"; `TrainingConfig.restarts` trains again from the next seed.
 
 Two ways to compute a step, chosen by `TrainingConfig.fast`: `_full_sequence_step` (the reference:
 the whole sequence, vision tower included, through the model, logits everywhere) and the cached-
@@ -72,6 +73,9 @@ class TrainingEvent:
     """Recognition accuracy of the epoch so far (None before the first recognition turn)."""
     elapsed_seconds: float
     eta_seconds: float
+    """Of this attempt."""
+    attempt: int = 1
+    """1-based: above 1, the earlier attempts collapsed into "always no" and this one restarted."""
 
 
 @dataclass
@@ -88,10 +92,31 @@ class TrainingReport:
 
     epoch_losses: list[float] = field(default_factory=list)
     epoch_accuracies: list[float | None] = field(default_factory=list)
+    epoch_positive_accuracies: list[float | None] = field(default_factory=list)
+    """Per epoch: the share of positive turns answered "Yes"."""
     best_epoch: int = 0
+    seed: int = 0
+    """The kept run's seed (above `TrainingConfig.seed` after a restart)."""
+    collapsed: list[dict[str, Any]] = field(default_factory=list)
+    """Earlier attempts that collapsed into "always no" (`TrainingConfig.restarts`): each one's
+    seed, kept epoch and its accuracies."""
     samples: dict[str, int] = field(default_factory=dict)
     phase_seconds: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
+
+    @property
+    def best_accuracy(self) -> float | None:
+        return self.epoch_accuracies[self.best_epoch - 1] if self.best_epoch else None
+
+    @property
+    def best_positive_accuracy(self) -> float | None:
+        return self.epoch_positive_accuracies[self.best_epoch - 1] if self.best_epoch else None
+
+    @property
+    def collapsed_run(self) -> bool:
+        """The kept epoch said "yes" to under half of the positive turns: "always no"."""
+        recall = self.best_positive_accuracy
+        return recall is not None and recall < 0.5
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -99,7 +124,11 @@ class TrainingReport:
             "epoch_losses": self.epoch_losses,
             "epoch_accuracies": self.epoch_accuracies,
             "best_epoch": self.best_epoch,
-            "best_accuracy": self.epoch_accuracies[self.best_epoch - 1] if self.best_epoch else None,
+            "seed": self.seed,
+            "best_accuracy": self.best_accuracy,
+            "epoch_positive_accuracies": self.epoch_positive_accuracies,
+            "best_positive_accuracy": self.best_positive_accuracy,
+            "collapsed": self.collapsed,
             "samples": self.samples,
             "phase_seconds": {k: round(v, 3) for k, v in self.phase_seconds.items()},
             "seconds": round(self.seconds, 2),
@@ -300,8 +329,10 @@ def _batch(encoded: Sequence[_Encoded], encoder: _Encoder, flips: Sequence[bool]
     return batch
 
 
-StepFunction = Callable[[Sequence[_Encoded], Sequence[bool]], tuple[torch.Tensor, int, int]]
-"""One step's loss (mean cross-entropy over every answer token of the batch), first-token hits, judged."""
+StepHits = list[bool | None]
+"""Per row of a step: whether its first answer token was right (None: a text turn, not judged)."""
+StepFunction = Callable[[Sequence[_Encoded], Sequence[bool]], tuple[torch.Tensor, StepHits]]
+"""One step's loss (mean cross-entropy over every answer token of the batch) and its hits."""
 
 
 def full_sequence_logits(
@@ -320,21 +351,20 @@ def full_sequence_logits(
 
 def _full_sequence_step(
     runtime: LlavaRuntime, encoder: _Encoder, chosen: Sequence[_Encoded], flips: Sequence[bool], pad_id: int
-) -> tuple[torch.Tensor, int, int]:
+) -> tuple[torch.Tensor, StepHits]:
     """The reference step: whole sequences through the model (vision tower included), logits everywhere."""
     logits, labels = full_sequence_logits(runtime, encoder, chosen, flips, pad_id)
     targets = labels[:, 1:]
     loss = torch.nn.functional.cross_entropy(
         logits[:, :-1].reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100
     )
-    correct, judged = 0, 0
+    hits: StepHits = []
     with torch.no_grad():
         for row, item in enumerate(chosen):
-            if item.kind != "text":
-                first = item.answer_start
-                judged += 1
-                correct += int(logits[row, first - 1].argmax() == labels[row, first])
-    return loss, correct, judged
+            first = item.answer_start
+            right = bool(logits[row, first - 1].argmax() == labels[row, first])
+            hits.append(None if item.kind == "text" else right)
+    return loss, hits
 
 
 def _step_function(
@@ -379,38 +409,49 @@ def train_concept(
         msg = f"Teaching {name!r} needs at least one photo of it; none were given."
         raise ValueError(msg)
     started = time.monotonic()
-    rng = random.Random(config.seed)
-    torch.manual_seed(config.seed)
-    report = TrainingReport()
     with runtime.lock:
         previous = list(runtime.injected.values())
         try:
             runtime.set_concepts([])
             questions = attribute_questions(config.subject_kind)
             answers = describe_photos(runtime, positives, questions, config.attribute_answer_tokens)
-            report.phase_seconds["describe"] = time.monotonic() - started
-            latent_rows = None
-            if config.latent_init == "image" and config.num_latent_tokens:
-                photos = [photo for _, photo in positives]
-                latent_rows = image_token_rows(runtime, photos, config.num_latent_tokens, config.seed)
-            initial = initial_concept(
-                runtime, name, config.num_latent_tokens, config.seed, latent_rows
-            )
-            runtime.set_concepts([initial])
-            identifier = initial.identifier
-            samples = recognition_samples(
-                identifier, list(positives), list(negatives), config.turns_per_positive, rng
-            ) + text_samples(identifier, questions, answers)
-            report.samples = {k: sum(s.kind == k for s in samples) for k in ("positive", "negative", "text")}
-            encoder = _Encoder(runtime, name, config.num_latent_tokens)
-            encoded = [encoder.encode(sample) for sample in samples]
-            report.phase_seconds["encode"] = time.monotonic() - started - report.phase_seconds["describe"]
-            rows = _ConceptRows(initial, runtime.token_ids(name)[0])
-            training_started = time.monotonic()
-            best = _train_rows(runtime, rows, encoder, encoded, config, rng, report, on_event, cancel, started)
-            report.phase_seconds["train"] = time.monotonic() - training_started
+            described = time.monotonic() - started
+            kept: tuple[TrainingReport, tuple[torch.Tensor, torch.Tensor]] | None = None
+            kept_seed = config.seed
+            collapsed: list[dict[str, Any]] = []
+            for attempt in range(1, config.restarts + 2):
+                seed = config.seed + attempt - 1
+                report = TrainingReport(phase_seconds={"describe": described})
+                best = _attempt(
+                    runtime, name, positives, negatives, questions, answers, config, seed, attempt,
+                    report, on_event, cancel, started,
+                )
+                score = report.best_accuracy or 0.0
+                better = kept is None or score > (kept[0].best_accuracy or 0.0)
+                if better or not report.collapsed_run:
+                    kept, kept_seed = (report, best), seed
+                if not report.collapsed_run:
+                    break
+                collapsed.append(
+                    {
+                        "seed": seed,
+                        "best_epoch": report.best_epoch,
+                        "best_accuracy": report.best_accuracy,
+                        "best_positive_accuracy": report.best_positive_accuracy,
+                    }
+                )
+                if attempt <= config.restarts:
+                    logger.warning(
+                        "Concept %r did not learn to say 'yes' to its photos (seed %d: 'yes' to "
+                        "%.0f%% of their turns); training again from seed %d.",
+                        name, seed, 100 * (report.best_positive_accuracy or 0.0), seed + 1,
+                    )
         finally:
             runtime.set_concepts(previous)
+    assert kept is not None  # range(1, restarts + 2) is never empty
+    report, best = kept
+    report.seed = kept_seed
+    report.collapsed = [c for c in collapsed if c["seed"] != kept_seed]
     report.seconds = time.monotonic() - started
     return Concept(
         name=name,
@@ -420,6 +461,50 @@ def train_concept(
         description=description,
         training=report.as_dict(),
     )
+
+
+def _attempt(
+    runtime: LlavaRuntime,
+    name: str,
+    positives: Sequence[LabeledImage],
+    negatives: Sequence[LabeledImage],
+    questions: Sequence[str],
+    answers: Sequence[str],
+    config: TrainingConfig,
+    seed: int,
+    attempt: int,
+    report: TrainingReport,
+    on_event: Callable[[TrainingEvent], None] | None,
+    cancel: threading.Event | None,
+    started: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One training run from `seed`: its start, its turns, its epochs; the kept rows."""
+    attempt_started = time.monotonic()
+    rng = random.Random(seed)
+    torch.manual_seed(seed)
+    latent_rows = None
+    if config.latent_init == "image" and config.num_latent_tokens:
+        photos = [photo for _, photo in positives]
+        latent_rows = image_token_rows(runtime, photos, config.num_latent_tokens, seed)
+    initial = initial_concept(runtime, name, config.num_latent_tokens, seed, latent_rows)
+    runtime.set_concepts([initial])
+    identifier = initial.identifier
+    samples = recognition_samples(
+        identifier, list(positives), list(negatives), config.turns_per_positive, rng
+    ) + text_samples(identifier, questions, answers)
+    report.samples = {
+        kind: sum(s.kind == kind for s in samples) for kind in ("positive", "negative", "text")
+    }
+    encoder = _Encoder(runtime, name, config.num_latent_tokens)
+    encoded = [encoder.encode(sample) for sample in samples]
+    report.phase_seconds["encode"] = time.monotonic() - attempt_started
+    rows = _ConceptRows(initial, runtime.token_ids(name)[0])
+    training_started = time.monotonic()
+    best = _train_rows(
+        runtime, rows, encoder, encoded, config, rng, report, on_event, cancel, started, attempt
+    )
+    report.phase_seconds["train"] = time.monotonic() - training_started
+    return best
 
 
 def _train_rows(
@@ -433,6 +518,7 @@ def _train_rows(
     on_event: Callable[[TrainingEvent], None] | None,
     cancel: threading.Event | None,
     started: float,
+    attempt: int,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     rows.to(runtime.device)
     groups = [{"params": [rows.input_rows], "lr": config.learning_rate}]
@@ -449,20 +535,26 @@ def _train_rows(
         for epoch in range(1, config.epochs + 1):
             order = list(range(len(encoded)))
             rng.shuffle(order)
-            loss_sum, correct, judged = 0.0, 0, 0
+            loss_sum, correct, judged, said_yes, positive_turns = 0.0, 0, 0, 0, 0
             for step in range(1, steps + 1):
                 if cancel is not None and cancel.is_set():
                     msg = f"Training of concept {encoder.name!r} was cancelled; nothing was saved."
                     raise TrainingCancelled(msg)
                 chosen = [encoded[i] for i in order[(step - 1) * config.batch_size : step * config.batch_size]]
                 flips = [rng.random() < config.flip_probability for _ in chosen]
-                loss, step_correct, step_judged = step_function(chosen, flips)
+                loss, hits = step_function(chosen, flips)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
                 loss_sum += loss.item()
-                correct += step_correct
-                judged += step_judged
+                for item, hit in zip(chosen, hits, strict=True):
+                    if hit is None:
+                        continue
+                    judged += 1
+                    correct += hit
+                    if item.kind == "positive":
+                        positive_turns += 1
+                        said_yes += hit
                 if on_event is not None:
                     done = (epoch - 1) * steps + step
                     elapsed = time.monotonic() - started
@@ -476,11 +568,15 @@ def _train_rows(
                             accuracy=correct / judged if judged else None,
                             elapsed_seconds=elapsed,
                             eta_seconds=remaining.after(done),
+                            attempt=attempt,
                         )
                     )
             accuracy = correct / judged if judged else None
             report.epoch_losses.append(round(loss_sum / steps, 5))
             report.epoch_accuracies.append(accuracy)
+            report.epoch_positive_accuracies.append(
+                said_yes / positive_turns if positive_turns else None
+            )
             logger.info("epoch %d/%d loss %.4f accuracy %s", epoch, config.epochs, loss_sum / steps, accuracy)
             eligible = epoch > config.warmup_epochs or epoch == config.epochs and best is None
             if eligible and (accuracy or 0.0) >= best_accuracy:
