@@ -210,6 +210,9 @@ def test_a_new_eye_regressed_onto_a_bases_language_model_replaces_the_bases_eye(
 
 
 def test_a_base_to_continue_must_be_an_assembled_one(tmp_path: Path) -> None:
+    # Marker files pass the command line's folder check, so assembly's own checks are reached.
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "checkpoint.pt").write_bytes(b"")
     with pytest.raises(SystemExit, match=f"--base {tmp_path} is not a base written by assembly.py"):
         assembly.main([str(tmp_path / "out"), "--base", str(tmp_path)])
     both = ["--base", str(tmp_path), "--language-model", str(tmp_path)]
