@@ -45,14 +45,6 @@ def test_loss_falls_and_accuracy_is_reported(runtime) -> None:
     assert events[-1].accuracy == stats["epoch_accuracies"][-1]
 
 
-def test_shifted_copies_are_asked_about_like_the_photos(runtime) -> None:
-    config = replace(FAST, epochs=1, warmup_epochs=0, shifted_copies=2)
-    concept = train_concept(runtime, "bo", _photos(3), _photos(6, blue=True), config)
-
-    # 3 photos and 2 copies of each, 4 turns apiece; negatives and text turns as without copies.
-    assert concept.training["samples"] == {"positive": 36, "negative": 6, "text": 30}
-
-
 def test_only_the_concepts_rows_change(runtime) -> None:
     before = {k: v.clone() for k, v in runtime.model.state_dict().items()}
     concept = train_concept(runtime, "bo", _photos(3), _photos(4, blue=True), FAST)
@@ -142,8 +134,6 @@ def test_config_checks_name_the_value() -> None:
         TrainingConfig(num_latent_tokens=-1)
     with pytest.raises(ValueError, match=r"restarts must be an integer >= 0, got -1"):
         TrainingConfig(restarts=-1)
-    with pytest.raises(ValueError, match=r"shifted_copies must be an integer >= 0, got -2"):
-        TrainingConfig(shifted_copies=-2)
     with pytest.raises(ValueError, match=r"subject_kind must be 'object' or 'person', got 'plant'"):
         TrainingConfig(subject_kind="plant")
     with pytest.raises(ValueError, match=rf"turns_per_positive must be at most {len(RECOGNITION_QUESTIONS)}"):

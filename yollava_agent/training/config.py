@@ -74,11 +74,6 @@ class TrainingConfig:
     attribute_answer_tokens: int = 48
     """Longest base-model answer to an attribute question."""
     flip_probability: float = 0.5
-    shifted_copies: int = 0
-    """Extra positive photos made from each one by a random zoom and a wrapped-around shift
-    (`training/augment.py`), each asked about like the originals: for a vision tower that learns
-    where and how big the subject was along with what it looks like (the toyworld's does; 0 is
-    the paper's recipe, flips only)."""
     seed: int = 0
     restarts: int = 0
     """How many more times to train when a run collapses into "always no": its kept epoch said
@@ -117,7 +112,6 @@ class TrainingConfig:
             "num_latent_tokens",
             "num_hard_negatives",
             "num_easy_negatives",
-            "shifted_copies",
             "restarts",
         ):
             value = getattr(self, name)

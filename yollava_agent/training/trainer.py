@@ -36,7 +36,6 @@ from yollava_agent.errors import YoLLaVAError
 from yollava_agent.prompts import concept_prompt, insert_prompt_text
 from yollava_agent.runtime import LlavaRuntime
 from yollava_agent.templates import answer_token_ids, prompt_and_answer
-from yollava_agent.training.augment import with_shifted_copies
 from yollava_agent.training.config import TrainingConfig
 from yollava_agent.training.data import (
     SUBJECT_IN_PHOTO,
@@ -483,16 +482,15 @@ def _attempt(
     attempt_started = time.monotonic()
     rng = random.Random(seed)
     torch.manual_seed(seed)
-    asked = with_shifted_copies(positives, config.shifted_copies, rng)
     latent_rows = None
     if config.latent_init == "image" and config.num_latent_tokens:
-        photos = [photo for _, photo in asked]
+        photos = [photo for _, photo in positives]
         latent_rows = image_token_rows(runtime, photos, config.num_latent_tokens, seed)
     initial = initial_concept(runtime, name, config.num_latent_tokens, seed, latent_rows)
     runtime.set_concepts([initial])
     identifier = initial.identifier
     samples = recognition_samples(
-        identifier, asked, list(negatives), config.turns_per_positive, rng
+        identifier, list(positives), list(negatives), config.turns_per_positive, rng
     ) + text_samples(identifier, questions, answers)
     report.samples = {
         kind: sum(s.kind == kind for s in samples) for kind in ("positive", "negative", "text")
