@@ -134,6 +134,8 @@ def test_config_checks_name_the_value() -> None:
         TrainingConfig(num_latent_tokens=-1)
     with pytest.raises(ValueError, match=r"restarts must be an integer >= 0, got -1"):
         TrainingConfig(restarts=-1)
+    with pytest.raises(ValueError, match=r"restart_below_accuracy must be in \[0, 1\] \(a share of training turns\), got 90"):
+        TrainingConfig(restart_below_accuracy=90)
     with pytest.raises(ValueError, match=r"subject_kind must be 'object' or 'person', got 'plant'"):
         TrainingConfig(subject_kind="plant")
     with pytest.raises(ValueError, match=rf"turns_per_positive must be at most {len(RECOGNITION_QUESTIONS)}"):
@@ -213,7 +215,7 @@ def test_recognition_phrasings_are_many_and_distinct() -> None:
 
 def test_a_run_that_never_says_yes_trains_again_from_the_next_seed(runtime, caplog) -> None:
     """The random tiny model never answers "Yes" to a photo: every attempt collapses, each one
-    restarts from the next seed, and the report names the collapsed ones."""
+    restarts from the next seed, and the report names the unfit ones."""
     events: list[TrainingEvent] = []
     config = replace(FAST, epochs=2, restarts=2, seed=5)
     with caplog.at_level("WARNING", logger="yollava_agent.training.trainer"):
@@ -224,7 +226,7 @@ def test_a_run_that_never_says_yes_trains_again_from_the_next_seed(runtime, capl
     stats = concept.training
     assert stats["epoch_positive_accuracies"] == [0.0, 0.0]
     assert stats["best_positive_accuracy"] == 0.0
-    assert stats["seed"] == 5 and [c["seed"] for c in stats["collapsed"]] == [6, 7]  # all tie
+    assert stats["seed"] == 5 and [u["seed"] for u in stats["unfit"]] == [6, 7]  # all tie
     assert sorted({e.attempt for e in events}) == [1, 2, 3]
     restarts = [r.getMessage() for r in caplog.records if "training again" in r.getMessage()]
     assert restarts == [
@@ -243,43 +245,72 @@ def test_without_restarts_a_collapsed_run_is_kept_and_trains_once(runtime) -> No
     events: list[TrainingEvent] = []
     config = replace(FAST, epochs=2)
     concept = train_concept(runtime, "bo", _photos(3), _photos(4, blue=True), config, events.append)
-    assert concept.training["collapsed"] == []
+    assert concept.training["unfit"] == []
     assert {e.attempt for e in events} == {1}
 
 
 @pytest.mark.parametrize(
-    ("recalls", "tried_seeds", "kept_seed", "collapsed_seeds"),
+    ("recalls", "accuracies", "min_accuracy", "tried_seeds", "kept_seed", "unfit_seeds"),
     [
-        ([0.0, 0.75, 0.0], [0, 1], 1, [0]),  # the first run that says yes is kept; no third attempt
-        ([0.25, 0.4, 0.1], [0, 1, 2], 1, [0, 2]),  # all collapse: the best kept epoch wins
-        ([0.5], [0], 0, []),  # half the photos' turns is not a collapse
+        # the first run that says yes is kept; no third attempt
+        ([0.0, 0.75, 0.0], [0.8, 0.9, 0.8], 0.0, [0, 1], 1, [0]),
+        # all collapse: the best kept epoch wins
+        ([0.25, 0.4, 0.1], [0.6, 0.7, 0.5], 0.0, [0, 1, 2], 1, [0, 2]),
+        # half the photos' turns is not a collapse
+        ([0.5], [0.75], 0.0, [0], 0, []),
+        # says yes, but fits its turns too little: trained again, the first run that fits is kept
+        ([0.6, 1.0, 1.0], [0.72, 0.99, 1.0], 0.9, [0, 1], 1, [0]),
+        # no run fits: the best kept epoch wins
+        ([0.6, 0.7, 0.6], [0.72, 0.85, 0.8], 0.9, [0, 1, 2], 1, [0, 2]),
+        # without the threshold the same first run is kept as it is
+        ([0.6, 1.0], [0.72, 0.99], 0.0, [0], 0, []),
     ],
 )
-def test_restarts_keep_the_first_run_that_says_yes(
+def test_restarts_keep_the_first_run_that_fits(
     runtime,
     monkeypatch,
     recalls: list[float],
+    accuracies: list[float],
+    min_accuracy: float,
     tried_seeds: list[int],
     kept_seed: int,
-    collapsed_seeds: list[int],
+    unfit_seeds: list[int],
 ) -> None:
     """Which attempt is kept, with each attempt's outcome faked (the tiny model never says yes)."""
     tried: list[int] = []
 
     def attempt(runtime, name, positives, negatives, questions, answers, config, seed, *rest):
         report = rest[1]
-        recall = recalls[seed]
         tried.append(seed)
         report.epoch_losses, report.best_epoch = [1.0], 1
-        report.epoch_accuracies, report.epoch_positive_accuracies = [recall], [recall]
+        report.epoch_accuracies = [accuracies[seed]]
+        report.epoch_positive_accuracies = [recalls[seed]]
         rows = torch.full((17, runtime.base.hidden_size), float(seed))
         return rows, rows
 
     monkeypatch.setattr("yollava_agent.training.trainer._attempt", attempt)
-    concept = train_concept(
-        runtime, "bo", _photos(3), _photos(4, blue=True), replace(FAST, restarts=len(recalls) - 1)
-    )
+    config = replace(FAST, restarts=len(recalls) - 1, restart_below_accuracy=min_accuracy)
+    concept = train_concept(runtime, "bo", _photos(3), _photos(4, blue=True), config)
     assert tried == tried_seeds
     assert float(concept.input_embeddings[0, 0]) == kept_seed
     assert concept.training["seed"] == kept_seed
-    assert [c["seed"] for c in concept.training["collapsed"]] == collapsed_seeds
+    assert [u["seed"] for u in concept.training["unfit"]] == unfit_seeds
+
+
+def test_a_run_that_fits_too_little_says_why_it_trains_again(runtime, monkeypatch, caplog) -> None:
+    def attempt(runtime, name, positives, negatives, questions, answers, config, seed, *rest):
+        report = rest[1]
+        report.epoch_losses, report.best_epoch = [1.0], 1
+        report.epoch_accuracies, report.epoch_positive_accuracies = [0.72 + 0.2 * seed], [0.6]
+        rows = torch.zeros((17, runtime.base.hidden_size))
+        return rows, rows
+
+    monkeypatch.setattr("yollava_agent.training.trainer._attempt", attempt)
+    config = replace(FAST, restarts=1, restart_below_accuracy=0.9)
+    with caplog.at_level("WARNING", logger="yollava_agent.training.trainer"):
+        concept = train_concept(runtime, "bo", _photos(3), _photos(4, blue=True), config)
+    assert concept.training["seed"] == 1
+    assert [r.getMessage() for r in caplog.records] == [
+        "Concept 'bo' did not fit its training turns (seed 0: 72% right, under 90%); training "
+        "again from seed 1."
+    ]

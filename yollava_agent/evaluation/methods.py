@@ -200,7 +200,7 @@ def prepare_trained(
         "best_epoch": stats.get("best_epoch"),
         "train_accuracy": stats.get("best_accuracy"),
         "train_seconds": stats.get("seconds"),
-        "restarts": len(stats.get("collapsed", [])),
+        "restarts": len(stats.get("unfit", [])),
     }
     return Prepared([ActiveConcept.from_concept(trained)], identifier_token(concept.name), details)
 

@@ -76,10 +76,14 @@ class TrainingConfig:
     flip_probability: float = 0.5
     seed: int = 0
     restarts: int = 0
-    """How many more times to train when a run collapses into "always no": its kept epoch said
-    "yes" to under half of its positive training turns (a start can fall either way: README).
-    Each restart draws from the next seed (`seed + 1`, ...); the first run that does not collapse
-    is kept, else the one whose kept epoch scored best. Only training turns decide."""
+    """How many more times to train when a run did not fit its training turns: its kept epoch
+    said "yes" to under half of its positive turns (it collapsed into "always no"), or answered
+    under `restart_below_accuracy` of its recognition turns right (a start can fall either way:
+    README). Each restart draws from the next seed (`seed + 1`, ...); the first run that fits is
+    kept, else the one whose kept epoch scored best. Only training turns decide."""
+    restart_below_accuracy: float = 0.0
+    """With `restarts`: a run whose kept epoch's training recognition accuracy is below this
+    trains again too (0: only a run collapsed into "always no" does)."""
     fast: bool = True
     """Cached-prefix training (`training/fast.py`): vision features and each photo view's image-prefix
     keys/values are computed once per run and reused every step, and logits are computed at answer
@@ -140,6 +144,12 @@ class TrainingConfig:
             msg = (
                 "TrainingConfig.near_duplicate_threshold must be in (0, 1], got "
                 f"{self.near_duplicate_threshold!r}."
+            )
+            raise ValueError(msg)
+        if not 0.0 <= self.restart_below_accuracy <= 1.0:
+            msg = (
+                "TrainingConfig.restart_below_accuracy must be in [0, 1] (a share of training "
+                f"turns), got {self.restart_below_accuracy!r}."
             )
             raise ValueError(msg)
         if not 0.0 <= self.flip_probability <= 1.0:

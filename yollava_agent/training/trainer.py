@@ -9,7 +9,8 @@ trained is what the tied model serves once the concept is injected. Loss is on a
 tokens only. Each epoch's training recognition accuracy is read off the first answer token
 ("Yes"/"No") of the recognition turns in the same forward pass; the kept rows are those of the
 best epoch after the warm-up. A run whose kept epoch says "yes" to under half of its positive
-turns has collapsed into "always no"; `TrainingConfig.restarts` trains again from the next seed.
+turns has collapsed into "always no", and one under `TrainingConfig.restart_below_accuracy` on its
+recognition turns did not fit them either; `TrainingConfig.restarts` trains again from the next seed.
 
 Two ways to compute a step, chosen by `TrainingConfig.fast`: `_full_sequence_step` (the reference:
 the whole sequence, vision tower included, through the model, logits everywhere) and the cached-
@@ -75,7 +76,8 @@ class TrainingEvent:
     eta_seconds: float
     """Of this attempt."""
     attempt: int = 1
-    """1-based: above 1, the earlier attempts collapsed into "always no" and this one restarted."""
+    """1-based: above 1, the earlier attempts did not fit their training turns and this one
+    restarted."""
 
 
 @dataclass
@@ -97,9 +99,9 @@ class TrainingReport:
     best_epoch: int = 0
     seed: int = 0
     """The kept run's seed (above `TrainingConfig.seed` after a restart)."""
-    collapsed: list[dict[str, Any]] = field(default_factory=list)
-    """Earlier attempts that collapsed into "always no" (`TrainingConfig.restarts`): each one's
-    seed, kept epoch and its accuracies."""
+    unfit: list[dict[str, Any]] = field(default_factory=list)
+    """Attempts that did not fit their training turns and were not kept (`TrainingConfig.restarts`):
+    each one's seed, kept epoch and its accuracies."""
     samples: dict[str, int] = field(default_factory=dict)
     phase_seconds: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
@@ -112,11 +114,22 @@ class TrainingReport:
     def best_positive_accuracy(self) -> float | None:
         return self.epoch_positive_accuracies[self.best_epoch - 1] if self.best_epoch else None
 
-    @property
-    def collapsed_run(self) -> bool:
-        """The kept epoch said "yes" to under half of the positive turns: "always no"."""
-        recall = self.best_positive_accuracy
-        return recall is not None and recall < 0.5
+    def unfit_reason(self, name: str, min_accuracy: float) -> str | None:
+        """Why this run did not fit its training turns (None when it did): its kept epoch said
+        "yes" to under half of the positive turns ("always no"), or scored under
+        `min_accuracy`."""
+        recall, accuracy = self.best_positive_accuracy, self.best_accuracy
+        if recall is not None and recall < 0.5:
+            return (
+                f"Concept {name!r} did not learn to say 'yes' to its photos (seed {self.seed}: "
+                f"'yes' to {100 * recall:.0f}% of their turns)"
+            )
+        if accuracy is not None and accuracy < min_accuracy:
+            return (
+                f"Concept {name!r} did not fit its training turns (seed {self.seed}: "
+                f"{100 * accuracy:.0f}% right, under {100 * min_accuracy:.0f}%)"
+            )
+        return None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -128,7 +141,7 @@ class TrainingReport:
             "best_accuracy": self.best_accuracy,
             "epoch_positive_accuracies": self.epoch_positive_accuracies,
             "best_positive_accuracy": self.best_positive_accuracy,
-            "collapsed": self.collapsed,
+            "unfit": self.unfit,
             "samples": self.samples,
             "phase_seconds": {k: round(v, 3) for k, v in self.phase_seconds.items()},
             "seconds": round(self.seconds, 2),
@@ -417,22 +430,22 @@ def train_concept(
             answers = describe_photos(runtime, positives, questions, config.attribute_answer_tokens)
             described = time.monotonic() - started
             kept: tuple[TrainingReport, tuple[torch.Tensor, torch.Tensor]] | None = None
-            kept_seed = config.seed
-            collapsed: list[dict[str, Any]] = []
+            unfit: list[dict[str, Any]] = []
             for attempt in range(1, config.restarts + 2):
                 seed = config.seed + attempt - 1
-                report = TrainingReport(phase_seconds={"describe": described})
+                report = TrainingReport(seed=seed, phase_seconds={"describe": described})
                 best = _attempt(
                     runtime, name, positives, negatives, questions, answers, config, seed, attempt,
                     report, on_event, cancel, started,
                 )
+                reason = report.unfit_reason(name, config.restart_below_accuracy)
                 score = report.best_accuracy or 0.0
                 better = kept is None or score > (kept[0].best_accuracy or 0.0)
-                if better or not report.collapsed_run:
-                    kept, kept_seed = (report, best), seed
-                if not report.collapsed_run:
+                if better or reason is None:
+                    kept = (report, best)
+                if reason is None:
                     break
-                collapsed.append(
+                unfit.append(
                     {
                         "seed": seed,
                         "best_epoch": report.best_epoch,
@@ -441,17 +454,12 @@ def train_concept(
                     }
                 )
                 if attempt <= config.restarts:
-                    logger.warning(
-                        "Concept %r did not learn to say 'yes' to its photos (seed %d: 'yes' to "
-                        "%.0f%% of their turns); training again from seed %d.",
-                        name, seed, 100 * (report.best_positive_accuracy or 0.0), seed + 1,
-                    )
+                    logger.warning("%s; training again from seed %d.", reason, seed + 1)
         finally:
             runtime.set_concepts(previous)
     assert kept is not None  # range(1, restarts + 2) is never empty
     report, best = kept
-    report.seed = kept_seed
-    report.collapsed = [c for c in collapsed if c["seed"] != kept_seed]
+    report.unfit = [u for u in unfit if u["seed"] != report.seed]
     report.seconds = time.monotonic() - started
     return Concept(
         name=name,
