@@ -3,11 +3,11 @@
 The eye gate asks linear probes on the image tokens to name every factor at 0.95 or more; the
 places-first base's eye reached shape 0.91 and rim 0.94 per token, small objects' shape 0.80 per
 object, the committed one's shape 0.935 and rim 0.958 (README, "Personalization on photos",
-item 2). Whether 64-px photos of 5.5-11.5 px objects hold
-that much is measured here: a small convolutional net (four 3x3 layers) reads shape and rim
-from a 28-px crop centred on an object (it is told where the object is, which the eye is not),
-trained on freshly rendered objects the way the eye's photos are drawn (one to three objects,
-any background), and tested on held-out ones. It prints a table by object radius.
+item 2). Whether 64-px photos of 5.5-11.5 px objects hold that much is measured here: a small
+convolutional net (four 3x3 layers) reads shape and rim from a 28-px crop centred on an object
+(it is told where the object is, which the eye is not), trained on freshly rendered objects the
+way the eye's photos are drawn (one to three objects, any background), and tested on held-out
+ones. It prints a table by object radius.
 
     python benchmarks/toyworld_pixel_bound.py                 # 30,000 objects, 4,000 steps, ~13 min
     python benchmarks/toyworld_pixel_bound.py --objects 2000 --steps 200   # a smoke run

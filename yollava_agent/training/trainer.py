@@ -9,8 +9,9 @@ trained is what the tied model serves once the concept is injected. Loss is on a
 tokens only. Each epoch's training recognition accuracy is read off the first answer token
 ("Yes"/"No") of the recognition turns in the same forward pass; the kept rows are those of the
 best epoch after the warm-up. A run whose kept epoch says "yes" to under half of its positive
-turns has collapsed into "always no", and one under `TrainingConfig.restart_below_accuracy` on its
-recognition turns did not fit them either; `TrainingConfig.restarts` trains again from the next seed.
+turns has collapsed into "always no", and one under `TrainingConfig.restart_below_accuracy` on
+its recognition turns did not fit them either; `TrainingConfig.restarts` trains again from the
+next seed.
 
 Two ways to compute a step, chosen by `TrainingConfig.fast`: `_full_sequence_step` (the reference:
 the whole sequence, vision tower included, through the model, logits everywhere) and the cached-
