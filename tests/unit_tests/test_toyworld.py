@@ -233,6 +233,38 @@ def test_an_interrupted_dataset_write_leaves_nothing(
     assert list(tmp_path.iterdir()) == []
 
 
+def _fake_world(root: Path, text: str) -> None:
+    (root / "dataset").mkdir(parents=True)
+    (root / "dataset" / "qa.json").write_text(text)
+
+
+def test_two_runs_writing_one_world_at_once_both_get_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "v1"
+
+    def other_run_lands_first(staging: Path, seed: int) -> None:
+        _fake_world(staging, "this run's copy")
+        _fake_world(root, "the other run's copy")
+
+    monkeypatch.setattr(bench, "_write", other_run_lands_first)
+    assert bench.write_dataset(root) == root
+    assert (root / "dataset" / "qa.json").read_text() == "the other run's copy"
+    assert list(tmp_path.iterdir()) == [root]
+
+
+def test_a_rename_onto_a_half_made_folder_still_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "v1"
+    (root / "dataset").mkdir(parents=True)
+    (root / "dataset" / "0.png").write_bytes(b"")
+    monkeypatch.setattr(bench, "_write", lambda staging, seed: _fake_world(staging, "{}"))
+    with pytest.raises(OSError, match="not empty"):
+        bench.write_dataset(root)
+    assert list(tmp_path.iterdir()) == [root]
+
+
 # ---- the training script
 
 

@@ -182,20 +182,32 @@ def write_dataset(root: Path, seed: int = 0) -> Path:
     """Write `root/dataset/` (the evaluation layout) and `root/pool/`; returns `root`.
 
     Written into a temporary sibling and renamed, so an interrupted run leaves nothing half-made.
+    When another run (two benchmarks started at once on one seed) renamed its copy into place
+    first, that copy is kept: a seed always writes the same files.
     """
     root = Path(root)
-    if (root / "dataset" / "qa.json").exists():
+    if _is_written(root):
         return root
     root.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
     try:
         _write(staging, seed)
         staging.rename(root)
+    except OSError:
+        shutil.rmtree(staging, ignore_errors=True)
+        if not _is_written(root):
+            raise
+        logger.info("Another run wrote the toyworld benchmark dataset to %s first", root)
+        return root
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     logger.info("Wrote the toyworld benchmark dataset to %s", root)
     return root
+
+
+def _is_written(root: Path) -> bool:
+    return (root / "dataset" / "qa.json").exists()
 
 
 def _write(root: Path, seed: int) -> None:
