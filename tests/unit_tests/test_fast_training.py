@@ -4,7 +4,8 @@ Both paths get the very same batches (same samples, same flips); the fast path t
 batch differently: vision features and prefix keys/values once per photo view, only suffixes per
 step, logits at answer tokens only. Everything here compares like with like:
 - one step: the same loss and the same gradients on the concept's input and output rows (relative
-  error < 1e-5), and the same first-token recognition hits, for several batch compositions;
+  error < 1e-5), the same first-token recognition hits and the same loss per row (whose sum over
+  the batch's answer tokens is the step's loss), for several batch compositions;
 - several AdamW steps on the same batches: the same trained rows (< 1e-5);
 - `train_concept` with `fast=True` and `fast=False`: the same per-epoch losses, accuracies and best
   epoch (its batches are composed identically by construction: same shuffle, same flips). The tiny
@@ -91,13 +92,14 @@ def _reference(runtime, encoder):
 def _loss_and_grads(runtime, rows, step, chosen, flips):
     rows.zero_grad(set_to_none=True)
     with rows.spliced(runtime):
-        loss, hits = step(chosen, flips)
+        loss, hits, row_losses = step(chosen, flips)
         loss.backward()
     return (
         loss.detach(),
         rows.input_rows.grad.clone(),
         rows.output_rows.grad.clone(),
         hits,
+        row_losses,
     )
 
 
@@ -128,6 +130,10 @@ def test_one_step_same_loss_and_gradients(runtime, setup, name: str) -> None:
     assert _relative(fast[1], ref[1]) < TOLERANCE, "input-row gradients differ"
     assert _relative(fast[2], ref[2]) < TOLERANCE, "output-row gradients differ"
     assert fast[3] == ref[3], "first-token recognition hits differ"
+    assert _relative(torch.tensor(fast[4]), torch.tensor(ref[4])) < TOLERANCE, "row losses differ"
+    # Each row's summed answer-token loss, over the batch's answer tokens, is the step's loss.
+    tokens = sum(len(item.input_ids) - item.answer_start for item in chosen)
+    assert abs(sum(ref[4]) / tokens - float(ref[0])) / float(ref[0]) < TOLERANCE
 
 
 def test_first_token_hits_agree(runtime, setup) -> None:
@@ -179,7 +185,7 @@ def _train(runtime, rows, step, batches, lr=1e-2):
     losses = []
     with rows.spliced(runtime):
         for chosen, flips in batches:
-            loss, _ = step(chosen, flips)
+            loss = step(chosen, flips)[0]
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -35,6 +35,10 @@ def test_loss_falls_and_accuracy_is_reported(runtime) -> None:
     stats = concept.training
     assert stats["epochs"] == 4
     assert stats["epoch_losses"][-1] < stats["epoch_losses"][0]
+    kinds = stats["epoch_kind_losses"]
+    assert len(kinds) == 4 and all(set(k) == {"positive", "negative", "text"} for k in kinds)
+    # The text-only turns fit as the run goes, which the recognition accuracies cannot show.
+    assert kinds[-1]["text"] < kinds[0]["text"]
     assert all(0.0 <= a <= 1.0 for a in stats["epoch_accuracies"])
     assert stats["best_epoch"] in (2, 3, 4)  # after the warm-up epoch
     assert stats["samples"] == {"positive": 12, "negative": 6, "text": 30}

@@ -172,7 +172,8 @@ def _split(item: _Encoded, first_id: int, count: int) -> int:
 
 
 class FastPath:
-    """The cached-prefix training step for one run: `step(chosen, flips) -> (loss, hits)`.
+    """The cached-prefix training step for one run: `step(chosen, flips) -> (loss, hits, row
+    losses)`, as `trainer.StepFunction`.
 
     Built once per run (the prefix cache lives as long as the object); call it inside
     `_ConceptRows.spliced`, as the reference step.
@@ -237,9 +238,10 @@ class FastPath:
 
     def __call__(
         self, chosen: Sequence[_Encoded], flips: Sequence[bool]
-    ) -> tuple[torch.Tensor, list[bool | None]]:
+    ) -> tuple[torch.Tensor, list[bool | None], list[float]]:
         """Loss (mean cross-entropy over every answer token of the batch) and, per row, whether
-        its first answer token was right (None: a text turn, not judged)."""
+        its first answer token was right (None: a text turn, not judged) and its answer tokens'
+        summed cross-entropy."""
         plans = [self._plans[id(item)] for item in chosen]
         keys: list[PrefixKey] = [
             (p.prefix, p.photo, bool(flip) if p.photo is not None else False)
@@ -282,8 +284,11 @@ class FastPath:
         with torch.no_grad():
             first = torch.tensor(firsts, device=self.device)
             right = (logits[first].argmax(-1) == target[first]).tolist()
+            per_token = F.cross_entropy(logits, target, reduction="none")
+            row_losses = [float(part.sum()) for part in per_token.split([len(p.targets) for p in plans])]
         self.stats.steps += 1
-        return loss, [hit if plan.judged else None for hit, plan in zip(right, plans, strict=True)]
+        hits = [hit if plan.judged else None for hit, plan in zip(right, plans, strict=True)]
+        return loss, hits, row_losses
 
     def _batch_cache(
         self, keys: list[PrefixKey], slots: int, prefixes: dict[PrefixKey, Layers]

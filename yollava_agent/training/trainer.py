@@ -7,7 +7,8 @@ sees those rows, and every base parameter stays bit-identical by construction. O
 its output head to its input embeddings, both hooks use one and the same parameter: what is
 trained is what the tied model serves once the concept is injected. Loss is on answer
 tokens only. Each epoch's training recognition accuracy is read off the first answer token
-("Yes"/"No") of the recognition turns in the same forward pass; the kept rows are those of the
+("Yes"/"No") of the recognition turns in the same forward pass, and its loss per answer token is
+reported per kind of turn (whether the text-only turns fit); the kept rows are those of the
 best epoch after the warm-up. A run whose kept epoch says "yes" to under half of its positive
 turns has collapsed into "always no", and one under `TrainingConfig.restart_below_accuracy` on
 its recognition turns did not fit them either; `TrainingConfig.restarts` trains again from the
@@ -25,6 +26,7 @@ import logging
 import random
 import threading
 import time
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -97,6 +99,10 @@ class TrainingReport:
     epoch_accuracies: list[float | None] = field(default_factory=list)
     epoch_positive_accuracies: list[float | None] = field(default_factory=list)
     """Per epoch: the share of positive turns answered "Yes"."""
+    epoch_kind_losses: list[dict[str, float]] = field(default_factory=list)
+    """Per epoch, per kind of turn ("positive", "negative", "text"): the mean cross-entropy per
+    answer token. Whether the text-only turns fit shows here, not in the accuracies, which judge
+    recognition turns only."""
     best_epoch: int = 0
     seed: int = 0
     """The kept run's seed (above `TrainingConfig.seed` after a restart)."""
@@ -141,6 +147,7 @@ class TrainingReport:
             "seed": self.seed,
             "best_accuracy": self.best_accuracy,
             "epoch_positive_accuracies": self.epoch_positive_accuracies,
+            "epoch_kind_losses": self.epoch_kind_losses,
             "best_positive_accuracy": self.best_positive_accuracy,
             "unfit": self.unfit,
             "samples": self.samples,
@@ -345,8 +352,11 @@ def _batch(encoded: Sequence[_Encoded], encoder: _Encoder, flips: Sequence[bool]
 
 StepHits = list[bool | None]
 """Per row of a step: whether its first answer token was right (None: a text turn, not judged)."""
-StepFunction = Callable[[Sequence[_Encoded], Sequence[bool]], tuple[torch.Tensor, StepHits]]
-"""One step's loss (mean cross-entropy over every answer token of the batch) and its hits."""
+StepFunction = Callable[
+    [Sequence[_Encoded], Sequence[bool]], tuple[torch.Tensor, StepHits, list[float]]
+]
+"""One step's loss (mean cross-entropy over every answer token of the batch), its hits, and per
+row the summed cross-entropy of its answer tokens (for the report's loss per kind of turn)."""
 
 
 def full_sequence_logits(
@@ -365,7 +375,7 @@ def full_sequence_logits(
 
 def _full_sequence_step(
     runtime: LlavaRuntime, encoder: _Encoder, chosen: Sequence[_Encoded], flips: Sequence[bool], pad_id: int
-) -> tuple[torch.Tensor, StepHits]:
+) -> tuple[torch.Tensor, StepHits, list[float]]:
     """The reference step: whole sequences through the model (vision tower included), logits everywhere."""
     logits, labels = full_sequence_logits(runtime, encoder, chosen, flips, pad_id)
     targets = labels[:, 1:]
@@ -378,7 +388,10 @@ def _full_sequence_step(
             first = item.answer_start
             right = bool(logits[row, first - 1].argmax() == labels[row, first])
             hits.append(None if item.kind == "text" else right)
-    return loss, hits
+        per_token = torch.nn.functional.cross_entropy(
+            logits[:, :-1].transpose(1, 2), targets, ignore_index=-100, reduction="none"
+        )
+    return loss, hits, per_token.sum(dim=1).tolist()
 
 
 def _step_function(
@@ -545,17 +558,22 @@ def _train_rows(
             order = list(range(len(encoded)))
             rng.shuffle(order)
             loss_sum, correct, judged, said_yes, positive_turns = 0.0, 0, 0, 0, 0
+            kind_losses: dict[str, float] = defaultdict(float)
+            kind_tokens: dict[str, int] = defaultdict(int)
             for step in range(1, steps + 1):
                 if cancel is not None and cancel.is_set():
                     msg = f"Training of concept {encoder.name!r} was cancelled; nothing was saved."
                     raise TrainingCancelled(msg)
                 chosen = [encoded[i] for i in order[(step - 1) * config.batch_size : step * config.batch_size]]
                 flips = [rng.random() < config.flip_probability for _ in chosen]
-                loss, hits = step_function(chosen, flips)
+                loss, hits, row_losses = step_function(chosen, flips)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
                 loss_sum += loss.item()
+                for item, row_loss in zip(chosen, row_losses, strict=True):
+                    kind_losses[item.kind] += row_loss
+                    kind_tokens[item.kind] += len(item.input_ids) - item.answer_start
                 for item, hit in zip(chosen, hits, strict=True):
                     if hit is None:
                         continue
@@ -586,7 +604,12 @@ def _train_rows(
             report.epoch_positive_accuracies.append(
                 said_yes / positive_turns if positive_turns else None
             )
-            logger.info("epoch %d/%d loss %.4f accuracy %s", epoch, config.epochs, loss_sum / steps, accuracy)
+            by_kind = {k: round(kind_losses[k] / kind_tokens[k], 5) for k in sorted(kind_losses)}
+            report.epoch_kind_losses.append(by_kind)
+            logger.info(
+                "epoch %d/%d loss %.4f accuracy %s loss per kind %s",
+                epoch, config.epochs, loss_sum / steps, accuracy, by_kind,
+            )
             eligible = epoch > config.warmup_epochs or epoch == config.epochs and best is None
             if eligible and (accuracy or 0.0) >= best_accuracy:
                 best_accuracy = accuracy or 0.0
