@@ -285,7 +285,8 @@ class FastPath:
             first = torch.tensor(firsts, device=self.device)
             right = (logits[first].argmax(-1) == target[first]).tolist()
             per_token = F.cross_entropy(logits, target, reduction="none")
-            row_losses = [float(part.sum()) for part in per_token.split([len(p.targets) for p in plans])]
+            answer_lengths = [len(plan.targets) for plan in plans]
+            row_losses = [float(part.sum()) for part in per_token.split(answer_lengths)]
         self.stats.steps += 1
         hits = [hit if plan.judged else None for hit, plan in zip(right, plans, strict=True)]
         return loss, hits, row_losses
