@@ -286,7 +286,9 @@ class FastPath:
             right = (logits[first].argmax(-1) == target[first]).tolist()
             per_token = F.cross_entropy(logits, target, reduction="none")
             answer_lengths = [len(plan.targets) for plan in plans]
-            row_losses = [float(part.sum()) for part in per_token.split(answer_lengths)]
+            # One transfer for the batch, not one per row (each is a device sync on a GPU).
+            parts = per_token.split(answer_lengths)
+            row_losses = torch.stack([part.sum() for part in parts]).tolist()
         self.stats.steps += 1
         hits = [hit if plan.judged else None for hit, plan in zip(right, plans, strict=True)]
         return loss, hits, row_losses
