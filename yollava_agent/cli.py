@@ -166,7 +166,12 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _benchmark(args: argparse.Namespace) -> int:
-    from yollava_agent.toyworld.benchmark import DEFAULT_BASE, generic_markdown, run_benchmark
+    from yollava_agent.toyworld.benchmark import (
+        DEFAULT_BASE,
+        ceiling_sentence,
+        generic_markdown,
+        run_benchmark,
+    )
 
     if args.dataset is not None:
         msg = f"--benchmark {args.benchmark} makes its own dataset; drop {str(args.dataset)!r}."
@@ -179,7 +184,7 @@ def _benchmark(args: argparse.Namespace) -> int:
         )
         raise YoLLaVAError(msg)
     out = args.out if args.out is not None else Path(f"eval-{args.benchmark}")
-    report, generic, paths = run_benchmark(
+    run = run_benchmark(
         out,
         args.concepts,
         args.methods,
@@ -187,10 +192,11 @@ def _benchmark(args: argparse.Namespace) -> int:
         base=args.base or DEFAULT_BASE,
         ablation=args.ablation or (),
     )
-    _write(summary_table(report) + "\n\n")
-    if generic is not None:
-        _write(generic_markdown(generic) + "\n\n")
-    _write("".join(f"{kind}: {path}\n" for kind, path in paths.items()))
+    _write(summary_table(run.report) + "\n\n")
+    _write(ceiling_sentence(run.ceiling) + "\n\n")
+    if run.generic is not None:
+        _write(generic_markdown(run.generic) + "\n\n")
+    _write("".join(f"{kind}: {path}\n" for kind, path in run.paths.items()))
     return 0
 
 

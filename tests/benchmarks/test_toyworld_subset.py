@@ -41,7 +41,7 @@ def _full_run_weighted(method: str) -> float:
 
 
 def test_the_subset_reproduces_the_full_runs_numbers_and_margins(subset) -> None:
-    report, _, _ = subset
+    report = subset.report
     assert report.concepts == list(CI_CONCEPTS)
     weighted = {m: report.summary(m)["weighted"] for m in METHODS}
     full = {m: _full_run_weighted(m) for m in METHODS}
@@ -54,17 +54,24 @@ def test_the_subset_reproduces_the_full_runs_numbers_and_margins(subset) -> None
 
 
 def test_every_other_subject_is_a_negative(subset) -> None:
-    report, _, _ = subset
+    report = subset.report
     result = report.result(TRAINED, "bo")
     assert result.counts["negatives"] == 19 * 8 and result.counts["positives"] == 8
 
 
 def test_the_base_knows_nothing_of_the_subjects(subset) -> None:
-    report, _, _ = subset
+    report = subset.report
     assert report.summary(VANILLA)["weighted"] == pytest.approx(0.5, abs=0.1)
 
 
+def test_the_run_reports_what_a_perfect_description_reader_would_score(subset) -> None:
+    written = json.loads(subset.paths["description_ceiling"].read_text())
+    assert written == subset.ceiling
+    assert written["positive"] == 1.0
+    assert subset.report.summary(DESCRIPTION)["weighted"] < written["weighted"]
+
+
 def test_loaded_concepts_leave_generic_answers_unchanged(subset) -> None:
-    _, generic, _ = subset
+    generic = subset.generic
     assert generic is not None
     assert generic["with_concepts_loaded"] == generic["base"]

@@ -219,6 +219,42 @@ def test_benchmark_dataset_is_the_same_for_a_seed(benchmark_root: Path, tmp_path
     assert digest(again) == digest(benchmark_root)
 
 
+def test_a_perfect_description_reader_cannot_reject_the_subjects_look_alikes(
+    benchmark_root: Path,
+) -> None:
+    ceiling = bench.description_ceiling(benchmark_root)
+    assert ceiling["positive"] == 1.0
+    # A subject's three group mates have its words: their 24 test photos are negatives that no
+    # description can reject, and some other photos show a same-words look-alike as well.
+    cannot_reject = 3 * bench.TEST_PHOTOS / (19 * bench.TEST_PHOTOS)
+    for name in SUBJECT_NAMES:
+        alone = bench.description_ceiling(benchmark_root, [name])
+        assert alone["negative"] <= 1 - cannot_reject, name
+    assert 0.5 < ceiling["weighted"] < 1 - cannot_reject / 2
+
+
+def test_description_ceiling_scores_as_the_evaluation_does(tmp_path: Path) -> None:
+    seen = {
+        "a": {"words": "red plain star", "test": [["red plain star"], ["red plain star", "x"]]},
+        "b": {"words": "red plain star", "test": [["red plain star"], ["y"]]},
+        "c": {"words": "blue dotted square", "test": [["z"], ["red plain star"]]},
+    }
+    (tmp_path / bench.TEST_WORDS_FILE).write_text(json.dumps(seen))
+    # a: yes to both of its photos, and to b's first and c's second (2 of 4 negatives).
+    assert bench.description_ceiling(tmp_path, ["a"]) == {
+        "positive": 1.0,
+        "negative": 0.5,
+        "weighted": 0.75,
+    }
+    # c: its own photos do not show "blue dotted square" (positive 0), no negative does either.
+    assert bench.description_ceiling(tmp_path, ["c"])["weighted"] == 0.5
+    # b: yes to one of its photos; to both of a's and c's second (3 of 4 negatives).
+    assert bench.description_ceiling(tmp_path, ["b"])["weighted"] == (0.5 + 0.25) / 2
+    assert bench.description_ceiling(tmp_path)["weighted"] == round((0.75 + 0.375 + 0.5) / 3, 4)
+    with pytest.raises(ValueError, match=r"No subject \['d'\] in .*; its subjects are a, b, c"):
+        bench.description_ceiling(tmp_path, ["a", "d"])
+
+
 def test_an_interrupted_dataset_write_leaves_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -9,6 +9,8 @@
   in one unnamed attribute (same words, never a subject itself);
 - qa.json: per subject, three text-only two-choice questions (colour, shape, pattern) and four
   visual ones on test photos (where, how big);
+- test-words.json (beside the dataset): per subject, its words and those of every object in each
+  test photo, from which `description_ceiling` scores a perfect reader of the descriptions;
 - pool/ (beside the dataset): 300 generic scenes and 8 one-attribute look-alikes per subject (its
   three unnamed ones twice, two named ones), the extra negatives training mines from (as COCO is
   for real photos).
@@ -29,6 +31,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image
@@ -67,7 +70,7 @@ from yollava_agent.training.negatives import ClipConfig
 logger = logging.getLogger(__name__)
 
 BENCHMARK_NAME = "toyworld"
-DATASET_VERSION = 1
+DATASET_VERSION = 2
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 TRAIN_PLACES = ("top", "left", "middle", "right", "bottom")
 TEST_PLACES = ("top left", "top right", "bottom left", "bottom right")
@@ -81,6 +84,8 @@ TRAIN_PHOTOS = 5
 TEST_PHOTOS = 8
 POOL_SCENES = 300
 POOL_LOOK_ALIKES = 8
+TEST_WORDS_FILE = "test-words.json"
+CEILING_FILE = "description-ceiling.json"
 CI_CONCEPTS = ("bo", "kip", "oda", "tam")
 """The CI subset: two look-alike pairs (stars, squares); all twenty stay as negatives."""
 
@@ -225,6 +230,7 @@ def _write(root: Path, seed: int) -> None:
         {a for values in alikes.values() for a in values if a.words in subject_words}, key=repr
     )
     qa: dict[str, list[dict[str, object]]] = {}
+    test_words: dict[str, dict[str, object]] = {}
     for name, look in subject_looks.items():
         folder = root / "dataset" / name
         (folder / "train").mkdir(parents=True)
@@ -247,7 +253,12 @@ def _write(root: Path, seed: int) -> None:
             test_scenes.append(scene)
             _photo(scene, rng).save(folder / "test" / f"{index}.png")
         qa[name] = _questions(look, name, test_scenes, rng)
+        test_words[name] = {
+            "words": look.words,
+            "test": [[obj.look.words for obj in scene.objects] for scene in test_scenes],
+        }
     (root / "dataset" / "qa.json").write_text(json.dumps(qa, indent=1))
+    (root / TEST_WORDS_FILE).write_text(json.dumps(test_words, indent=1))
     pool = root / "pool"
     pool.mkdir()
     for index in range(POOL_SCENES):
@@ -262,6 +273,35 @@ def _write(root: Path, seed: int) -> None:
             background = tuple(BACKGROUNDS)[int(rng.integers(len(BACKGROUNDS)))]
             scene = Scene(place_objects(rng, [look]), background)
             _photo(scene, rng).save(pool / f"alike-{name}-{index}.png")
+
+
+def description_ceiling(root: Path, concepts: Sequence[str] | None = None) -> dict[str, float]:
+    """Recognition by a perfect reader of the descriptions: "yes" exactly when a test photo shows
+    an object with the subject's words, scored as `evaluate` scores a method (each subject's
+    positives are its test photos, its negatives every other subject's; means over `concepts`,
+    default all). Look-alikes share a subject's words, so no description tells them apart: this
+    is what the `description` method scores when it reads its words without a slip, and a method
+    can lead such a reader by at most 1 - its weighted."""
+    subjects_seen = json.loads((Path(root) / TEST_WORDS_FILE).read_text())
+    names = list(concepts) if concepts is not None else list(subjects_seen)
+    unknown = [name for name in names if name not in subjects_seen]
+    if unknown:
+        msg = f"No subject {unknown} in {root}; its subjects are {', '.join(subjects_seen)}."
+        raise ValueError(msg)
+    scores: dict[str, list[float]] = {"positive": [], "negative": [], "weighted": []}
+    for name in names:
+        words = subjects_seen[name]["words"]
+        said_yes = {
+            owner: [words in objects for objects in seen["test"]]
+            for owner, seen in subjects_seen.items()
+        }
+        others = [yes for owner, answers in said_yes.items() if owner != name for yes in answers]
+        positive = float(np.mean(said_yes[name]))
+        negative = 1.0 - float(np.mean(others))
+        scores["positive"].append(positive)
+        scores["negative"].append(negative)
+        scores["weighted"].append((positive + negative) / 2)
+    return {metric: round(float(np.mean(values)), 4) for metric, values in scores.items()}
 
 
 def default_benchmark_dir(seed: int = 0) -> Path:
@@ -416,6 +456,27 @@ def generic_markdown(generic: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
+def ceiling_sentence(ceiling: dict[str, float]) -> str:
+    """`description_ceiling` in words, for the CLI and the README."""
+    return (
+        f"A perfect reader of the descriptions would score weighted {ceiling['weighted']:.3f} "
+        f"(positive {ceiling['positive']:.3f}, negative {ceiling['negative']:.3f}): look-alikes "
+        "share a subject's words, so a method can lead such a reader by at most "
+        f"{1 - ceiling['weighted']:+.3f}."
+    )
+
+
+class BenchmarkRun(NamedTuple):
+    """What `run_benchmark` measured and wrote."""
+
+    report: EvalReport
+    generic: dict[str, dict[str, float]] | None
+    """The generic check (`generic_check`); None unless `trained` ran."""
+    ceiling: dict[str, float]
+    """`description_ceiling` over the evaluated subjects."""
+    paths: dict[str, Path]
+
+
 def run_benchmark(
     out: Path,
     concepts: Sequence[str] | None = None,
@@ -425,12 +486,10 @@ def run_benchmark(
     progress: bool = True,
     base: str | Path = DEFAULT_BASE,
     ablation: Sequence[str] = (),
-) -> tuple[EvalReport, dict[str, dict[str, float]] | None, dict[str, Path]]:
-    """Run the benchmark and write its report (results.json/.md/.png, plus generic.json, and
-    ablation.json/.png when `ablation` names subjects: `ablation.py`'s curves on them).
-
-    Returns the `EvalReport`, the generic check (None unless `trained` ran) and the files written.
-    """
+) -> BenchmarkRun:
+    """Run the benchmark and write its report (results.json/.md/.png, generic.json,
+    description-ceiling.json, and ablation.json/.png when `ablation` names subjects:
+    `ablation.py`'s curves on them)."""
     if ablation and (methods is not None and TRAINED not in methods):
         msg = f"The ablation curves extend the {TRAINED!r} method's results; add it to the methods."
         raise ValueError(msg)
@@ -452,6 +511,9 @@ def run_benchmark(
 
     report = evaluate(setup.dataset, setup.runtime, config, progress=progress, on_trained=keep)
     paths = write_report(report, out)
+    ceiling = description_ceiling(setup.dataset.parent, report.concepts)
+    paths["description_ceiling"] = Path(out) / CEILING_FILE
+    paths["description_ceiling"].write_text(json.dumps(ceiling, indent=2))
     generic = None
     if trained:
         generic = generic_check(setup.runtime, trained, seed=seed + 1, assembled=is_assembled(base))
@@ -463,4 +525,4 @@ def run_benchmark(
 
         curves = run_ablations(setup.dataset, setup.runtime, config, report, ablation, progress)
         paths |= write_ablation(curves, Path(out))
-    return report, generic, paths
+    return BenchmarkRun(report, generic, ceiling, paths)
