@@ -404,14 +404,21 @@ def test_task_weights_change_only_the_named_tasks_share_of_the_mix() -> None:
         ("locate", "--task-weight 'locate': the weight must be a number >= 0"),
     ],
 )
+@pytest.mark.parametrize("module", [skills, assembly])
 def test_a_bad_task_weight_is_refused_by_name_before_training(
-    override: str, message: str, tmp_path: Path
+    override: str, message: str, module, tmp_path: Path
 ) -> None:
     with pytest.raises(ValueError, match=message):
-        skills.main(
+        module.main(
             [str(tmp_path / "run"), "--base", str(SYMBOLIC_BASE), "--task-weight", override]
         )
     assert not (tmp_path / "run").exists()
+
+
+def test_task_weights_change_the_mix_they_are_given() -> None:
+    mix = skills.task_mix(["presence=0.5"], symbolic.TASK_WEIGHTS)
+    assert mix == symbolic.TASK_WEIGHTS | {"presence": 0.5}
+    assert "count" not in mix
 
 
 def test_a_mix_with_every_task_at_zero_is_refused() -> None:

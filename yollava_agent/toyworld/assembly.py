@@ -14,8 +14,9 @@ through the tower), optionally fine-tunes it end to end on photos (`--photo-step
 from OUT/photo-checkpoint.pt: the language model and projector at the given learning rate, the
 tower at a tenth, the same losses and supervised heads as the symbolic stages, every task of
 `skills.py` by default, which is where the base first meets counting, attributes, places and
-several reference photos), and writes OUT/llava (half precision) with
-`training.json`: the settings, every stage's log and the photo accuracy of the written weights.
+several reference photos; `--task-weight TASK=WEIGHT` changes one task's share), and writes
+OUT/llava (half precision) with `training.json`: the settings, every stage's log and the photo
+accuracy of the written weights.
 `--base FOLDER` instead of `--language-model` continues a written base (the committed
 `weights/photos`, say) with another photo fine-tune, its earlier stages kept in the report; with
 `--eye`, the base's tower and projector are first replaced by that eye's (one regressed onto the
@@ -324,6 +325,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--photo-batch", type=int, default=32)
     parser.add_argument("--photo-learning-rate", type=float, default=3e-4)
     parser.add_argument("--photo-mix", choices=sorted(MIXES), default="skills")
+    parser.add_argument(
+        "--task-weight",
+        action="append",
+        default=[],
+        metavar="TASK=WEIGHT",
+        help="change one task's weight in the photo mix (repeatable), e.g. count=0.3",
+    )
     parser.add_argument("--eval-every", type=int, default=250)
     parser.add_argument("--eval-per-task", type=int, default=PHOTO_EVAL_PER_TASK)
     parser.add_argument("--seed", type=int, default=0)
@@ -372,6 +380,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
+    mix = skills.task_mix(args.task_weight, MIXES[args.photo_mix])
     model, tokenizer, earlier = _assembled(args)
     started = time.monotonic()
     assembled = photo_accuracy(model, tokenizer, args.eval_per_task, PHOTO_EVAL_SEED)
@@ -388,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
             args.seed,
             args.eval_every,
             args.out,
-            mix=MIXES[args.photo_mix],
+            mix=mix,
         )
     _rounded(model)
     final = photo_accuracy(model, tokenizer, args.eval_per_task, PHOTO_EVAL_SEED)
@@ -399,6 +408,7 @@ def main(argv: list[str] | None = None) -> int:
             "batch": args.photo_batch,
             "learning_rate": args.photo_learning_rate,
             "mix": args.photo_mix,
+            "task_weights": args.task_weight,
             "log": photo_log,
         },
         "photo_accuracy_assembled": assembled,

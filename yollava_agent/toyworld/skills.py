@@ -761,9 +761,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def task_mix(overrides: Sequence[str]) -> dict[str, float]:
-    """`TASK_WEIGHTS` with each "task=weight" of `overrides` in place of that task's weight."""
-    mix = dict(TASK_WEIGHTS)
+def task_mix(
+    overrides: Sequence[str], weights: Mapping[str, float] = TASK_WEIGHTS
+) -> dict[str, float]:
+    """`weights` with each "task=weight" of `overrides` in place of that task's weight."""
+    mix = dict(weights)
     for override in overrides:
         task, _, weight = override.partition("=")
         if task not in mix:
