@@ -38,7 +38,7 @@ import shutil
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -137,6 +137,26 @@ def with_prefix(turn: Turn, prefix: str) -> Turn:
 
 
 @torch.inference_mode()
+def judged_turns(
+    model: LlavaForConditionalGeneration,
+    tokenizer: object,
+    turns: Sequence[Turn],
+    rng: np.random.Generator,
+    batch_size: int = 50,
+) -> Iterator[tuple[Turn, Encoded, bool]]:
+    """Each turn, its encoding and whether `model` answers it rightly (`skills.answer_hit`), its
+    photos rendered with `rng` in order and seen through the tower."""
+    encoder = skills.SkillEncoder(tokenizer)
+    items = [encoder.encode(t) for t in turns]
+    for start in range(0, len(items), batch_size):
+        chunk = slice(start, start + batch_size)
+        batch = photo_batch(items[chunk], turns[chunk], rng, tokenizer.pad_token_id)
+        hidden, _ = llava_forward(model, batch, attentions=False)
+        for row, (item, turn) in enumerate(zip(items[chunk], turns[chunk], strict=True)):
+            yield turn, item, skills.answer_hit(model, hidden[row], item, turn.answer)
+
+
+@torch.inference_mode()
 def photo_accuracy(
     model: LlavaForConditionalGeneration,
     tokenizer: object,
@@ -150,7 +170,6 @@ def photo_accuracy(
     (yes/no and letters by their first token, other answers when every token is the top one),
     per answer label of recognition tasks, and overall (`all`). `prefixes` (concept prompts) go,
     in turn, into successive turns where the chat model puts an active concept's prompt."""
-    encoder = skills.SkillEncoder(tokenizer)
     looks = generic_looks()
     rng = np.random.default_rng(seed)
     hits: dict[str, list[bool]] = defaultdict(list)
@@ -159,16 +178,10 @@ def photo_accuracy(
         turns = [skills.skill_turn(rng, looks, kind) for _ in range(per_task)]
         if prefixes:
             turns = [with_prefix(t, prefixes[i % len(prefixes)]) for i, t in enumerate(turns)]
-        items = [encoder.encode(t) for t in turns]
-        for start in range(0, len(items), batch_size):
-            chunk = slice(start, start + batch_size)
-            batch = photo_batch(items[chunk], turns[chunk], rng, tokenizer.pad_token_id)
-            hidden, _ = llava_forward(model, batch, attentions=False)
-            for row, (item, turn) in enumerate(zip(items[chunk], turns[chunk], strict=True)):
-                hit = skills.answer_hit(model, hidden[row], item, turn.answer)
-                hits[kind].append(hit)
-                if item.label:
-                    hits[f"{kind}/{item.label}"].append(hit)
+        for _, item, hit in judged_turns(model, tokenizer, turns, rng, batch_size):
+            hits[kind].append(hit)
+            if item.label:
+                hits[f"{kind}/{item.label}"].append(hit)
     result = {k: round(float(np.mean(v)), 4) for k, v in sorted(hits.items())}
     result["all"] = round(float(np.mean([h for k in tasks for h in hits[k]])), 4)
     return result
