@@ -170,6 +170,7 @@ def _benchmark(args: argparse.Namespace) -> int:
         DEFAULT_BASE,
         ceiling_sentence,
         generic_markdown,
+        negatives_markdown,
         run_benchmark,
     )
 
@@ -194,6 +195,7 @@ def _benchmark(args: argparse.Namespace) -> int:
     )
     _write(summary_table(run.report) + "\n\n")
     _write(ceiling_sentence(run.ceiling) + "\n\n")
+    _write(negatives_markdown(run.negatives) + "\n\n")
     if run.generic is not None:
         _write(generic_markdown(run.generic) + "\n\n")
     _write("".join(f"{kind}: {path}\n" for kind, path in run.paths.items()))

@@ -71,6 +71,12 @@ def test_the_run_reports_what_a_perfect_description_reader_would_score(subset) -
     assert subset.report.summary(DESCRIPTION)["weighted"] < written["weighted"]
 
 
+def test_trained_tokens_reject_the_negatives_a_description_cannot(subset) -> None:
+    with_words = {m: subset.negatives[m]["with_its_words"] for m in (DESCRIPTION, TRAINED)}
+    assert with_words[TRAINED] > with_words[DESCRIPTION] + 0.5, subset.negatives
+    assert json.loads(subset.paths["negatives_by_words"].read_text()) == subset.negatives
+
+
 def test_loaded_concepts_leave_generic_answers_unchanged(subset) -> None:
     generic = subset.generic
     assert generic is not None

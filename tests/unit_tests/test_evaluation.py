@@ -315,6 +315,23 @@ def test_harness_reports_every_method_and_concept(report_files) -> None:
     assert reference["prompt_tokens"] > 3 * _image_tokens_per_photo()
 
 
+def test_the_report_names_the_photos_each_method_got_wrong(report_files) -> None:
+    _, paths = report_files
+    data = json.loads(paths["json"].read_text())
+    dataset = load_dataset(data["dataset"])
+    for method in ("vanilla", "description", "reference", "trained"):
+        for name, result in data["results"][method]["concepts"].items():
+            concept = dataset.concept(name)
+            own = {path.name for path in concept.test}
+            others = {f"{o.name}/{path.name}" for o in dataset.others(name) for path in o.test}
+            said_no_to = result["details"]["said_no_to"]
+            said_yes_to = result["details"]["said_yes_to"]
+            assert set(said_no_to) <= own and set(said_yes_to) <= others, (method, name)
+            counts = result["counts"]
+            assert len(said_no_to) == round((1 - result["positive"]) * counts["positives"])
+            assert len(said_yes_to) == round((1 - result["negative"]) * counts["negatives"])
+
+
 def _image_tokens_per_photo() -> int:
     from yollava_agent import shared_runtime
 

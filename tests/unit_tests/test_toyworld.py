@@ -13,6 +13,8 @@ import pytest
 from PIL import Image
 
 from yollava_agent.evaluation.dataset import load_dataset
+from yollava_agent.evaluation.harness import EvalConfig, EvalReport
+from yollava_agent.evaluation.metrics import ConceptResult
 from yollava_agent.tiny import LLAVA_15_CHAT_TEMPLATE
 from yollava_agent.toyworld import benchmark as bench
 from yollava_agent.toyworld import language
@@ -253,6 +255,40 @@ def test_description_ceiling_scores_as_the_evaluation_does(tmp_path: Path) -> No
     assert bench.description_ceiling(tmp_path)["weighted"] == round((0.75 + 0.375 + 0.5) / 3, 4)
     with pytest.raises(ValueError, match=r"No subject \['d'\] in .*; its subjects are a, b, c"):
         bench.description_ceiling(tmp_path, ["a", "d"])
+
+
+def test_negatives_are_split_by_whether_they_show_the_subjects_words(tmp_path: Path) -> None:
+    seen = {
+        "a": {"words": "red plain star", "test": [["red plain star"], ["red plain star"]]},
+        "b": {"words": "red plain star", "test": [["red plain star", "x"], ["y"]]},
+        "c": {"words": "blue dotted square", "test": [["z"], ["red plain star"]]},
+    }
+    (tmp_path / bench.TEST_WORDS_FILE).write_text(json.dumps(seen))
+
+    def result(method: str, concept: str, said_yes_to: list[str]) -> ConceptResult:
+        details = {"said_yes_to": said_yes_to} if method != "instant" else {}
+        return ConceptResult(method, concept, 1.0, 0.5, details=details)
+
+    report = EvalReport(
+        dataset=tmp_path,
+        model="made up",
+        config=EvalConfig(),
+        concepts=["a", "c"],
+        results={
+            # a's negatives with its words: b/0.png, c/1.png; others: b/1.png, c/0.png.
+            "description": [
+                result("description", "a", ["b/0.png", "c/1.png"]),
+                result("description", "c", []),
+            ],
+            "trained": [result("trained", "a", ["c/0.png"]), result("trained", "c", ["a/0.png"])],
+            "instant": [result("instant", "a", []), result("instant", "c", [])],
+        },
+    )
+    split = bench.negatives_by_words(report, tmp_path)
+    assert set(split) == {"description", "trained"}  # instant is not the base's answer
+    # c has no negative with its words: its share there is undefined, so a's alone counts.
+    assert split["description"] == {"with_its_words": 0.0, "others": 1.0}
+    assert split["trained"] == {"with_its_words": 1.0, "others": round((0.5 + 0.75) / 2, 4)}
 
 
 def test_an_interrupted_dataset_write_leaves_nothing(

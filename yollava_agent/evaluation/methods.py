@@ -273,7 +273,16 @@ def score_concept(
         finally:
             runtime.set_concepts(previous)
     yes = [choice == 0 for choice in said]
-    positive, negative, _ = recognition_accuracy(yes[: len(own)], yes[len(own) :])
+    own_yes, others_yes = yes[: len(own)], yes[len(own) :]
+    positive, negative, _ = recognition_accuracy(own_yes, others_yes)
+    # Which photos it got wrong, named as the dataset names them, so errors can be looked at.
+    negative_photos = [
+        f"{other.name}/{path.name}" for other in dataset.others(concept.name) for path in other.test
+    ]
+    wrong = {
+        "said_no_to": [p.name for p, y in zip(concept.test, own_yes, strict=True) if not y],
+        "said_yes_to": [p for p, y in zip(negative_photos, others_yes, strict=True) if y],
+    }
     return ConceptResult(
         method=method,
         concept=concept.name,
@@ -289,5 +298,5 @@ def score_concept(
             "text_questions": len(text),
         },
         seconds=time.monotonic() - started,
-        details=dict(prepared.details),
+        details=dict(prepared.details) | wrong,
     )

@@ -70,7 +70,9 @@ class ConceptResult:
     seconds: float = 0.0
     """Wall time for this concept and method, training included."""
     details: dict[str, Any] = field(default_factory=dict)
-    """Method-specific facts: the threshold, the description used, the negatives trained on."""
+    """Method-specific facts: the threshold, the description used, the negatives trained on; for
+    the methods the model answers, the photos it got wrong (`said_no_to`: the concept's own test
+    photos by file name; `said_yes_to`: other concepts' as "concept/file")."""
 
     @property
     def weighted(self) -> float | None:

@@ -86,6 +86,7 @@ POOL_SCENES = 300
 POOL_LOOK_ALIKES = 8
 TEST_WORDS_FILE = "test-words.json"
 CEILING_FILE = "description-ceiling.json"
+NEGATIVES_FILE = "negatives-by-words.json"
 CI_CONCEPTS = ("bo", "kip", "oda", "tam")
 """The CI subset: two look-alike pairs (stars, squares); all twenty stay as negatives."""
 
@@ -456,6 +457,51 @@ def generic_markdown(generic: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
+def negatives_by_words(report: EvalReport, root: Path) -> dict[str, dict[str, float]]:
+    """Per method that the base answers, the share of negatives it rejects among those that show
+    an object with the subject's words (its group mates, and photos with a same-words look-alike
+    among their distractors: what no description can reject) and among the others; means over
+    the report's subjects (those with no such negative are left out of the first). Read from
+    each result's `said_yes_to`."""
+    subjects_seen = json.loads((Path(root) / TEST_WORDS_FILE).read_text())
+    photo_words = {
+        f"{owner}/{index}.png": objects
+        for owner, seen in subjects_seen.items()
+        for index, objects in enumerate(seen["test"])
+    }
+    split: dict[str, dict[str, float]] = {}
+    for method, results in report.results.items():
+        if any("said_yes_to" not in result.details for result in results):
+            continue  # not answered by the base (instant: CLIP similarity)
+        shares: dict[str, list[float]] = {"with_its_words": [], "others": []}
+        for result in results:
+            name = result.concept
+            words = subjects_seen[name]["words"]
+            said_yes = set(result.details["said_yes_to"])
+            negatives = [p for p in photo_words if not p.startswith(f"{name}/")]
+            for kind, photos in (
+                ("with_its_words", [p for p in negatives if words in photo_words[p]]),
+                ("others", [p for p in negatives if words not in photo_words[p]]),
+            ):
+                if photos:
+                    shares[kind].append(float(np.mean([p not in said_yes for p in photos])))
+        split[method] = {kind: round(float(np.mean(v)), 4) for kind, v in shares.items()}
+    return split
+
+
+def negatives_markdown(split: dict[str, dict[str, float]]) -> str:
+    """`negatives_by_words` as a markdown table."""
+    lines = [
+        "| method | negatives with the subject's words rejected | other negatives rejected |",
+        "| --- | --- | --- |",
+    ]
+    lines += [
+        f"| {method} | {shares['with_its_words']:.3f} | {shares['others']:.3f} |"
+        for method, shares in split.items()
+    ]
+    return "\n".join(lines)
+
+
 def ceiling_sentence(ceiling: dict[str, float]) -> str:
     """`description_ceiling` in words, for the CLI and the README."""
     return (
@@ -474,6 +520,8 @@ class BenchmarkRun(NamedTuple):
     """The generic check (`generic_check`); None unless `trained` ran."""
     ceiling: dict[str, float]
     """`description_ceiling` over the evaluated subjects."""
+    negatives: dict[str, dict[str, float]]
+    """`negatives_by_words` of the report."""
     paths: dict[str, Path]
 
 
@@ -488,8 +536,8 @@ def run_benchmark(
     ablation: Sequence[str] = (),
 ) -> BenchmarkRun:
     """Run the benchmark and write its report (results.json/.md/.png, generic.json,
-    description-ceiling.json, and ablation.json/.png when `ablation` names subjects:
-    `ablation.py`'s curves on them)."""
+    description-ceiling.json, negatives-by-words.json, and ablation.json/.png when `ablation`
+    names subjects: `ablation.py`'s curves on them)."""
     if ablation and (methods is not None and TRAINED not in methods):
         msg = f"The ablation curves extend the {TRAINED!r} method's results; add it to the methods."
         raise ValueError(msg)
@@ -514,6 +562,9 @@ def run_benchmark(
     ceiling = description_ceiling(setup.dataset.parent, report.concepts)
     paths["description_ceiling"] = Path(out) / CEILING_FILE
     paths["description_ceiling"].write_text(json.dumps(ceiling, indent=2))
+    negatives = negatives_by_words(report, setup.dataset.parent)
+    paths["negatives_by_words"] = Path(out) / NEGATIVES_FILE
+    paths["negatives_by_words"].write_text(json.dumps(negatives, indent=2))
     generic = None
     if trained:
         generic = generic_check(setup.runtime, trained, seed=seed + 1, assembled=is_assembled(base))
@@ -525,4 +576,4 @@ def run_benchmark(
 
         curves = run_ablations(setup.dataset, setup.runtime, config, report, ablation, progress)
         paths |= write_ablation(curves, Path(out))
-    return BenchmarkRun(report, generic, ceiling, paths)
+    return BenchmarkRun(report, generic, ceiling, negatives, paths)
