@@ -464,6 +464,7 @@ def negatives_by_words(report: EvalReport, root: Path) -> dict[str, dict[str, fl
     the report's subjects (those with no such negative are left out of the first). Read from
     each result's `said_yes_to`."""
     subjects_seen = json.loads((Path(root) / TEST_WORDS_FILE).read_text())
+    # `_write` saves test photo i as "i.png", the name `said_yes_to` gives it.
     photo_words = {
         f"{owner}/{index}.png": objects
         for owner, seen in subjects_seen.items()
