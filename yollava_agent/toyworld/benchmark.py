@@ -276,6 +276,22 @@ def _write(root: Path, seed: int) -> None:
             _photo(scene, rng).save(pool / f"alike-{name}-{index}.png")
 
 
+def _test_words(root: Path) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """From `TEST_WORDS_FILE`: each subject's words, and each test photo, named as the dataset
+    names it ("subject/i.png": `_write` saves test photo i as "i.png"), with its objects' words."""
+    subjects_seen = json.loads((Path(root) / TEST_WORDS_FILE).read_text())
+    photo_words = {
+        f"{owner}/{index}.png": objects
+        for owner, seen in subjects_seen.items()
+        for index, objects in enumerate(seen["test"])
+    }
+    return {name: seen["words"] for name, seen in subjects_seen.items()}, photo_words
+
+
+def _owner(photo: str) -> str:
+    return photo.split("/", 1)[0]
+
+
 def description_ceiling(root: Path, concepts: Sequence[str] | None = None) -> dict[str, float]:
     """Recognition by a perfect reader of the descriptions: "yes" exactly when a test photo shows
     an object with the subject's words, scored as `evaluate` scores a method (each subject's
@@ -283,22 +299,17 @@ def description_ceiling(root: Path, concepts: Sequence[str] | None = None) -> di
     default all). Look-alikes share a subject's words, so no description tells them apart: this
     is what the `description` method scores when it reads its words without a slip, and a method
     can lead such a reader by at most 1 - its weighted."""
-    subjects_seen = json.loads((Path(root) / TEST_WORDS_FILE).read_text())
-    names = list(concepts) if concepts is not None else list(subjects_seen)
-    unknown = [name for name in names if name not in subjects_seen]
+    subject_words, photo_words = _test_words(root)
+    names = list(concepts) if concepts is not None else list(subject_words)
+    unknown = [name for name in names if name not in subject_words]
     if unknown:
-        msg = f"No subject {unknown} in {root}; its subjects are {', '.join(subjects_seen)}."
+        msg = f"No subject {unknown} in {root}; its subjects are {', '.join(subject_words)}."
         raise ValueError(msg)
     scores: dict[str, list[float]] = {"positive": [], "negative": [], "weighted": []}
     for name in names:
-        words = subjects_seen[name]["words"]
-        said_yes = {
-            owner: [words in objects for objects in seen["test"]]
-            for owner, seen in subjects_seen.items()
-        }
-        others = [yes for owner, answers in said_yes.items() if owner != name for yes in answers]
-        positive = float(np.mean(said_yes[name]))
-        negative = 1.0 - float(np.mean(others))
+        said_yes = {p: subject_words[name] in objects for p, objects in photo_words.items()}
+        positive = float(np.mean([yes for p, yes in said_yes.items() if _owner(p) == name]))
+        negative = 1.0 - float(np.mean([yes for p, yes in said_yes.items() if _owner(p) != name]))
         scores["positive"].append(positive)
         scores["negative"].append(negative)
         scores["weighted"].append((positive + negative) / 2)
@@ -463,23 +474,16 @@ def negatives_by_words(report: EvalReport, root: Path) -> dict[str, dict[str, fl
     among their distractors: what no description can reject) and among the others; means over
     the report's subjects (those with no such negative are left out of the first). Read from
     each result's `said_yes_to`."""
-    subjects_seen = json.loads((Path(root) / TEST_WORDS_FILE).read_text())
-    # `_write` saves test photo i as "i.png", the name `said_yes_to` gives it.
-    photo_words = {
-        f"{owner}/{index}.png": objects
-        for owner, seen in subjects_seen.items()
-        for index, objects in enumerate(seen["test"])
-    }
+    subject_words, photo_words = _test_words(root)
     split: dict[str, dict[str, float]] = {}
     for method, results in report.results.items():
         if any("said_yes_to" not in result.details for result in results):
             continue  # not answered by the base (instant: CLIP similarity)
         shares: dict[str, list[float]] = {"with_its_words": [], "others": []}
         for result in results:
-            name = result.concept
-            words = subjects_seen[name]["words"]
+            words = subject_words[result.concept]
             said_yes = set(result.details["said_yes_to"])
-            negatives = [p for p in photo_words if not p.startswith(f"{name}/")]
+            negatives = [p for p in photo_words if _owner(p) != result.concept]
             for kind, photos in (
                 ("with_its_words", [p for p in negatives if words in photo_words[p]]),
                 ("others", [p for p in negatives if words not in photo_words[p]]),
