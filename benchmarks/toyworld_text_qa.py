@@ -45,7 +45,6 @@ from yollava_agent.evaluation.scoring import (
     conversation,
     distinguishing_tokens,
 )
-from yollava_agent.prompts import concept_prompt
 from yollava_agent.runtime import LlavaRuntime
 from yollava_agent.sources import ActiveConcept
 from yollava_agent.toyworld import assembly, skills
@@ -113,10 +112,9 @@ def read_question(runtime: LlavaRuntime, concept: Concept, item: QAItem) -> tupl
 def free_text_right(runtime: LlavaRuntime, concept: Concept, item: QAItem) -> bool:
     runtime.set_concepts([concept])
     tokenizer = runtime.tokenizer  # rebuilt whenever the concepts change: take it after
-    text = f"{concept_prompt(concept.name, concept.input_embeddings.shape[0] - 1)} {item.question}"
-    prompt = runtime.processor.apply_chat_template(
-        [{"role": "user", "content": [{"type": "text", "text": text}]}], add_generation_prompt=True
-    )
+    # The bare question with the concept's prompt before it, as the chat model puts it.
+    turns = conversation(Query(item.question, None, ()), [ActiveConcept.from_concept(concept)])
+    prompt = runtime.processor.apply_chat_template(turns, add_generation_prompt=True)
     ids = tokenizer(prompt, return_tensors="pt")
     out = runtime.model.generate(
         **ids, max_new_tokens=12, do_sample=False, pad_token_id=tokenizer.eos_token_id
