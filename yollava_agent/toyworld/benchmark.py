@@ -530,6 +530,25 @@ class BenchmarkRun(NamedTuple):
     paths: dict[str, Path]
 
 
+def benchmark_config(
+    setup: Setup,
+    methods: Sequence[str] | None = None,
+    concepts: Sequence[str] | None = None,
+    training: TrainingConfig | None = None,
+) -> EvalConfig:
+    """How the benchmark evaluates `methods` (None: all) on `setup`: its recipe (or `training`),
+    its CLIP, the pool beside the dataset as further negatives."""
+    return EvalConfig(
+        methods=list(methods) if methods is not None else list(METHODS),
+        concepts=concepts,
+        training=training or setup.training,
+        clip=setup.clip,
+        extra_pool=[setup.pool],
+        batch_size=32,
+        cache_dir=data_home() / "clip-cache",
+    )
+
+
 def run_benchmark(
     out: Path,
     concepts: Sequence[str] | None = None,
@@ -547,15 +566,7 @@ def run_benchmark(
         msg = f"The ablation curves extend the {TRAINED!r} method's results; add it to the methods."
         raise ValueError(msg)
     setup = toyworld_setup(root, seed, base)
-    config = EvalConfig(
-        methods=list(methods) if methods is not None else list(METHODS),
-        concepts=concepts,
-        training=setup.training,
-        clip=setup.clip,
-        extra_pool=[setup.pool],
-        batch_size=32,
-        cache_dir=data_home() / "clip-cache",
-    )
+    config = benchmark_config(setup, methods, concepts)
     trained: list[ActiveConcept] = []
 
     def keep(method: str, concept: ActiveConcept) -> None:
