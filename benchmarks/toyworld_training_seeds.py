@@ -50,6 +50,7 @@ def run(
 
 
 def markdown(seed: int, means: dict[int, dict[str, dict[str, float]]]) -> str:
+    """The table: a row per seed and method, mean ± sd per method, trained minus no-hard per seed."""
     header = "| training seed | method | " + " | ".join(METRICS) + " |"
     lines = [f"World seed {seed}.", "", header, "|" + " --- |" * (len(METRICS) + 2)]
     for training_seed, per_method in means.items():
