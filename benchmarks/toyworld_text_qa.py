@@ -37,7 +37,7 @@ import torch
 
 from yollava_agent.concept import Concept, identifier_token
 from yollava_agent.evaluation.dataset import QAItem, load_dataset, read_photo
-from yollava_agent.evaluation.harness import EvalConfig, evaluate
+from yollava_agent.evaluation.harness import evaluate
 from yollava_agent.evaluation.methods import QA_LETTERS, TRAINED, qa_text
 from yollava_agent.evaluation.scoring import (
     Query,
@@ -48,7 +48,7 @@ from yollava_agent.evaluation.scoring import (
 from yollava_agent.runtime import LlavaRuntime
 from yollava_agent.sources import ActiveConcept
 from yollava_agent.toyworld import assembly, skills
-from yollava_agent.toyworld.benchmark import BASES, DEFAULT_BASE, toyworld_setup
+from yollava_agent.toyworld.benchmark import BASES, DEFAULT_BASE, benchmark_config, toyworld_setup
 from yollava_agent.toyworld.symbolic import CHOOSE_LAYER, SUPERVISED_HEAD
 from yollava_agent.toyworld.world import generic_looks
 from yollava_agent.training.latent_init import image_token_rows
@@ -163,14 +163,7 @@ def main() -> None:
     runtime = setup.runtime
     dataset = load_dataset(setup.dataset)
     trained: dict[str, Concept] = {}
-    config = EvalConfig(
-        methods=[TRAINED],
-        concepts=args.subjects,
-        training=setup.training,
-        clip=setup.clip,
-        extra_pool=[setup.pool],
-        batch_size=32,
-    )
+    config = benchmark_config(setup, [TRAINED], args.subjects)
     report = evaluate(
         dataset, runtime, config, on_trained=lambda _, a: trained.update({a.name: a.concept})
     )

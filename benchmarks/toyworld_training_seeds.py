@@ -8,7 +8,7 @@ prints per seed and method the means over subjects (positive, negative, weighted
 visual and text QA), then the mean and spread over seeds, and trained minus no-hard per seed.
 The world's own seed repeats the committed benchmark's numbers.
 
-    python benchmarks/toyworld_training_seeds.py --seed 1                       # ~50 min, one core
+    python benchmarks/toyworld_training_seeds.py --seed 1                       # ~42 min, one core
     python benchmarks/toyworld_training_seeds.py --seed 1 --subjects bo kip --training-seeds 1 2
 
 Chosen not to: rerun the other methods (no training, so no seed) or the generic check.
@@ -43,8 +43,7 @@ def run(
         config = benchmark_config(setup, METHODS, subjects, training)
         report = evaluate(setup.dataset, setup.runtime, config)
         means[training_seed] = {
-            method: {m: float(report.summary(method)[m] or 0.0) for m in METRICS}
-            for method in METHODS
+            method: {m: float(report.summary(method)[m]) for m in METRICS} for method in METHODS
         }
     return means
 
