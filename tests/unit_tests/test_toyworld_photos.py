@@ -15,6 +15,7 @@ import torch
 
 from yollava_agent.toyworld import assembly, eye, skills, slots, symbolic
 from yollava_agent.toyworld.clip import pixels
+from yollava_agent.toyworld.language import PLACE_PHRASES
 from yollava_agent.toyworld.slots import PLACE_TOKENS, SLOTS
 from yollava_agent.toyworld.world import PLACES, generic_looks, render
 
@@ -395,10 +396,23 @@ def test_task_weights_change_only_the_named_tasks_share_of_the_mix() -> None:
     assert kinds == {"locate"}
 
 
+def test_where_turns_ask_the_named_objects_place_in_words_only_when_given_a_share() -> None:
+    rng = np.random.default_rng(3)
+    looks = generic_looks()
+    for _ in range(20):
+        turn = skills.skill_turn(rng, looks, "where")
+        place = turn.photos[0].objects[turn.target_objects[0]].place
+        assert f"Where is {turn.asked_text} in this photo?" in turn.prompt
+        assert turn.answer == f"It is {PLACE_PHRASES[place]}."
+    assert "where" not in {skills.skill_turn(rng, looks).kind for _ in range(300)}
+    mix = skills.task_mix(["where=1"])
+    assert "where" in {skills.skill_turn(rng, looks, mix=mix).kind for _ in range(30)}
+
+
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("where=0.4", "--task-weight 'where=0.4': no task 'where'; tasks are presence"),
+        ("places=0.4", "--task-weight 'places=0.4': no task 'places'; tasks are presence"),
         ("locate=lots", "--task-weight 'locate=lots': the weight must be a number >= 0"),
         ("locate=-1", "--task-weight 'locate=-1': the weight must be a number >= 0"),
         ("locate", "--task-weight 'locate': the weight must be a number >= 0"),
