@@ -10,6 +10,7 @@ The world's own seed repeats the committed benchmark's numbers.
 
     python benchmarks/toyworld_training_seeds.py --seed 1                       # ~42 min, one core
     python benchmarks/toyworld_training_seeds.py --seed 1 --subjects bo kip --training-seeds 1 2
+    python benchmarks/toyworld_training_seeds.py --seed 1 --base runs/photos-longer-where/llava
 
 Chosen not to: rerun the other methods (no training, so no seed) or the generic check.
 """
@@ -26,17 +27,20 @@ import torch
 
 from yollava_agent.evaluation.harness import evaluate
 from yollava_agent.evaluation.methods import TRAINED, TRAINED_NO_HARD
-from yollava_agent.toyworld.benchmark import benchmark_config, toyworld_setup
+from yollava_agent.toyworld.benchmark import DEFAULT_BASE, benchmark_config, toyworld_setup
 
 METRICS = ("positive", "negative", "weighted", "visual_qa", "text_qa")
 METHODS = (TRAINED, TRAINED_NO_HARD)
 
 
 def run(
-    seed: int, training_seeds: Sequence[int], subjects: Sequence[str] | None
+    seed: int,
+    training_seeds: Sequence[int],
+    subjects: Sequence[str] | None,
+    base: str | Path = DEFAULT_BASE,
 ) -> dict[int, dict[str, dict[str, float]]]:
     """Per training seed, per method, the means over subjects of `METRICS`."""
-    setup = toyworld_setup(seed=seed)
+    setup = toyworld_setup(seed=seed, base=base)
     means: dict[int, dict[str, dict[str, float]]] = {}
     for training_seed in training_seeds:
         training = replace(setup.training, seed=training_seed)
@@ -81,12 +85,15 @@ def main() -> None:
         help="training seeds (default: the world's seed, then it plus 100 and plus 200)",
     )
     parser.add_argument("--subjects", nargs="+", help="only these subjects (default: all)")
+    parser.add_argument(
+        "--base", default=DEFAULT_BASE, help="'photos' (the committed base) or a saved LLaVA folder"
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--out", type=Path, help="also write the table here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     training_seeds = args.training_seeds or [args.seed, args.seed + 100, args.seed + 200]
-    table = markdown(args.seed, run(args.seed, training_seeds, args.subjects))
+    table = markdown(args.seed, run(args.seed, training_seeds, args.subjects, args.base))
     print(table)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
