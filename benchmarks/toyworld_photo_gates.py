@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from transformers import LlavaForConditionalGeneration
 
 from yollava_agent.toyworld import assembly, skills
 from yollava_agent.toyworld.benchmark import BASES, DEFAULT_BASE
@@ -47,8 +48,13 @@ def asked(turn: Turn) -> str:
 
 
 @torch.inference_mode()
-def split_accuracy(base: Path, kind: str, turns_per_task: int, seed: int) -> dict[str, list[bool]]:
-    model, tokenizer, _ = assembly.load_base(base)
+def split_accuracy(
+    model: LlavaForConditionalGeneration,
+    tokenizer: object,
+    kind: str,
+    turns_per_task: int,
+    seed: int,
+) -> dict[str, list[bool]]:
     rng = np.random.default_rng(seed)
     turns = [skills.skill_turn(rng, generic_looks(), kind) for _ in range(turns_per_task)]
     hits: dict[str, list[bool]] = defaultdict(list)
@@ -77,7 +83,7 @@ def main() -> None:
     for task in tasks:
         print(f"| {task} | {accuracy[task]:.3f} | {args.turns} |")
     for kind in ("attribute", "count"):
-        hits = split_accuracy(args.base, kind, args.turns, args.seed)
+        hits = split_accuracy(model, tokenizer, kind, args.turns, args.seed)
         print(f"\n| {kind}: turns | accuracy | of |")
         print("| --- | --- | --- |")
         for name, values in sorted(hits.items(), key=lambda kv: (kv[0] != "all", kv[0])):
