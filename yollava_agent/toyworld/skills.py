@@ -221,10 +221,17 @@ def _named_object(
             return scene, index, phrase
 
 
+def _where_in_words(phrase: str, place: str) -> tuple[str, str]:
+    """"Where is the blue star in this photo?" and its answer in words, as `attribute` and
+    `where` both ask it."""
+    return f"Where is {phrase} in this photo?", f"It is {PLACE_PHRASES[place]}."
+
+
 def _attribute(rng: np.random.Generator, looks: Sequence[Look], max_objects: int) -> Turn:
     scene, index, phrase = _named_object(rng, looks, max_objects)
     obj = scene.objects[index]
     look = obj.look
+    where_question, where_answer = _where_in_words(phrase, obj.place)
     asks = [
         (f"What colour is {phrase}?", look.colour, tuple(COLOURS), f"It is {look.colour}."),
         (f"What shape is {phrase}?", look.shape, SHAPES, f"It is {article(look.shape)}."),
@@ -234,12 +241,7 @@ def _attribute(rng: np.random.Generator, looks: Sequence[Look], max_objects: int
             tuple(PATTERN_NOUNS.values()),
             f"It has {PATTERN_NOUNS[look.pattern]}.",
         ),
-        (
-            f"Where is {phrase} in this photo?",
-            PLACE_PHRASES[obj.place],
-            tuple(PLACE_PHRASES.values()),
-            f"It is {PLACE_PHRASES[obj.place]}.",
-        ),
+        (where_question, PLACE_PHRASES[obj.place], tuple(PLACE_PHRASES.values()), where_answer),
         (f"How big is {phrase} in this photo?", obj.size, tuple(SIZES), f"It is {obj.size}."),
     ]
     question, right, values, answer = asks[int(rng.integers(len(asks)))]
@@ -259,10 +261,11 @@ def _where(rng: np.random.Generator, looks: Sequence[Look], max_objects: int) ->
     """"Where is the blue star in this photo?" answered in words ("It is at the top left."): the
     attribute form a photos base missed most (in `attribute` it is one turn in 15)."""
     scene, index, phrase = _named_object(rng, looks, max_objects)
+    question, answer = _where_in_words(phrase, scene.objects[index].place)
     return Turn(
         "where",
-        chat([f"Where is {phrase} in this photo?"]),
-        f"It is {PLACE_PHRASES[scene.objects[index].place]}.",
+        chat([question]),
+        answer,
         (scene,),
         asked_text=phrase,
         target_photo=0,
