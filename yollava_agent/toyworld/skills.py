@@ -221,6 +221,21 @@ def _named_object(
             return scene, index, phrase
 
 
+def _about_named_object(
+    kind: str, question: str, answer: str, scene: Scene, index: int, phrase: str
+) -> Turn:
+    """A one-photo turn asking about object `index`, named by `phrase` (gathered from the text)."""
+    return Turn(
+        kind,
+        chat([question]),
+        answer,
+        (scene,),
+        asked_text=phrase,
+        target_photo=0,
+        target_objects=(index,),
+    )
+
+
 def _where_in_words(phrase: str, place: str) -> tuple[str, str]:
     """"Where is the blue star in this photo?" and its answer in words, as `attribute` and
     `where` both ask it."""
@@ -246,15 +261,7 @@ def _attribute(rng: np.random.Generator, looks: Sequence[Look], max_objects: int
     ]
     question, right, values, answer = asks[int(rng.integers(len(asks)))]
     question, answer = _question(rng, question, right, values, answer, 0.33)
-    return Turn(
-        "attribute",
-        chat([question]),
-        answer,
-        (scene,),
-        asked_text=phrase,
-        target_photo=0,
-        target_objects=(index,),
-    )
+    return _about_named_object("attribute", question, answer, scene, index, phrase)
 
 
 def _where(rng: np.random.Generator, looks: Sequence[Look], max_objects: int) -> Turn:
@@ -262,15 +269,7 @@ def _where(rng: np.random.Generator, looks: Sequence[Look], max_objects: int) ->
     attribute form a photos base missed most (in `attribute` it is one turn in 15)."""
     scene, index, phrase = _named_object(rng, looks, max_objects)
     question, answer = _where_in_words(phrase, scene.objects[index].place)
-    return Turn(
-        "where",
-        chat([question]),
-        answer,
-        (scene,),
-        asked_text=phrase,
-        target_photo=0,
-        target_objects=(index,),
-    )
+    return _about_named_object("where", question, answer, scene, index, phrase)
 
 
 def _plural(shape: str) -> str:
