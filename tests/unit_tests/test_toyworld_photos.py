@@ -77,6 +77,25 @@ def test_the_probe_report_covers_every_factor_per_token_object_and_size(eye_run:
         eye.main([str(eye_run)])
 
 
+def test_an_assembled_base_is_probed_on_the_tokens_its_language_model_receives(
+    eye_run: Path, assembled, tmp_path: Path
+) -> None:
+    _, _, tokenizer, model = assembled
+    base = tmp_path / "base"
+    assembly.write_base(model, tokenizer, base, {"eye": {"step": 2}, "language_model": {}})
+    out = tmp_path / "probes"
+    assert eye.main([str(out), "--probe", str(base), "--probe-photos", "300"]) == 0
+    of_base = json.loads((out / "probes.json").read_text())
+    of_eye = eye.probe_report(eye_run, photos=300)
+    assert of_base["eye"] == str(base) and of_base["step"] is None
+    for kind in ("token_probes", "object_probes"):
+        assert of_base[kind] == pytest.approx(of_eye[kind], abs=1e-3), kind
+    language_model_only = tmp_path / "language-model"
+    symbolic.load_symbolic(SYMBOLIC_BASE)[0].save_pretrained(language_model_only)
+    with pytest.raises(ValueError, match=f"--probe '{language_model_only}' is neither an eye run"):
+        eye.main([str(out), "--probe", str(language_model_only)])
+
+
 def test_an_objects_token_is_the_mean_of_the_tokens_it_owns() -> None:
     tokens = torch.arange(2 * SLOTS * 2, dtype=torch.float32).reshape(2, SLOTS, 2)
     owners = torch.full((2, SLOTS), -1)

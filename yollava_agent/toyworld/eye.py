@@ -78,6 +78,7 @@ from yollava_agent.toyworld.world import (
 logger = logging.getLogger(__name__)
 
 PATCH_SIZE = IMAGE_SIZE // GRID
+TOWER_SHAPE = ("width", "layers", "heads")
 FACTORS: dict[str, tuple[object, ...]] = {
     "colour": tuple(COLOURS),
     "shade": (0, 1),
@@ -440,29 +441,35 @@ def language_model_rows(folder: Path) -> tuple[torch.Tensor, float, dict[str, in
     return table, float(scale), word_ids(tokenizer)
 
 
-def start_from(eye: Eye, init: Path, config: EyeConfig, language_model: Path) -> None:
-    """Load into `eye` the weights a new run starts from: all of the eye run `init` (a folder
-    with `checkpoint.pt`), or the tower and projector of the assembled base `init` (its heads
-    stay as drawn: a base keeps no heads), after checking that their shapes are `config`'s."""
-    shape = ("width", "layers", "heads")
-    if (init / "checkpoint.pt").is_file():
-        start, start_state = load_eye(init)
-        theirs = {name: start_state["config"][name] for name in shape}
-        tower, projector, heads = start.tower, start.projector, start.heads
-    elif (init / "config.json").is_file() and is_llava(init):
-        base = LlavaForConditionalGeneration.from_pretrained(init, dtype=torch.float32)
+def eye_parts(
+    folder: Path, option: str = "--init"
+) -> tuple[dict[str, int], torch.nn.Module, torch.nn.Module, torch.nn.ModuleList | None]:
+    """The tower's shape (width, layers, heads), tower, projector and factor heads of an eye run
+    (a folder with `checkpoint.pt`) or of an assembled base (no heads: a base keeps none);
+    `option` is the command-line option that named `folder`, for the error."""
+    if (folder / "checkpoint.pt").is_file():
+        eye, state = load_eye(folder)
+        shape = {name: state["config"][name] for name in TOWER_SHAPE}
+        return shape, eye.tower, eye.projector, eye.heads
+    if (folder / "config.json").is_file() and is_llava(folder):
+        base = LlavaForConditionalGeneration.from_pretrained(folder, dtype=torch.float32)
         vision = base.config.vision_config
-        theirs = dict(
-            zip(shape, (vision.hidden_size, vision.num_hidden_layers, vision.num_attention_heads))
-        )
-        tower, projector, heads = base.model.vision_tower, base.model.multi_modal_projector, None
-    else:
-        msg = (
-            f"--init {str(init)!r} is neither an eye run (no checkpoint.pt) nor an assembled base"
-            " (no llava config.json): pass an eye.py run folder or a base assembly.py wrote."
-        )
-        raise ValueError(msg)
-    ours = {name: getattr(config, name) for name in shape}
+        values = (vision.hidden_size, vision.num_hidden_layers, vision.num_attention_heads)
+        shape = dict(zip(TOWER_SHAPE, values, strict=True))
+        return shape, base.model.vision_tower, base.model.multi_modal_projector, None
+    msg = (
+        f"{option} {str(folder)!r} is neither an eye run (no checkpoint.pt) nor an assembled base"
+        " (no llava config.json): pass an eye.py run folder or a base assembly.py wrote."
+    )
+    raise ValueError(msg)
+
+
+def start_from(eye: Eye, init: Path, config: EyeConfig, language_model: Path) -> None:
+    """Load into `eye` the weights a new run starts from: all of the eye run `init`, or the tower
+    and projector of the assembled base `init` (its heads stay as drawn), after checking that
+    their shapes are `config`'s."""
+    theirs, tower, projector, heads = eye_parts(init)
+    ours = {name: getattr(config, name) for name in TOWER_SHAPE}
     if theirs != ours:
         msg = (
             f"The eye in {str(init)!r} is a tower of {theirs}, not the {ours} asked for:"
@@ -586,19 +593,30 @@ PROBE_PHOTOS = 3000
 PROBE_SEED = 10**6 + 5
 
 
-def probe_report(out: Path, photos: int = PROBE_PHOTOS, seed: int = PROBE_SEED) -> dict:
-    """The gate's probes of a run's eye on `photos` fresh held-out photos: per token, per object
-    (its mean token), and per object split by size (small objects bound shape and rim)."""
-    eye, state = load_eye(out)
-    _, _, ids = language_model_rows(Path(state["language_model"]))
+def probe_report(folder: Path, photos: int = PROBE_PHOTOS, seed: int = PROBE_SEED) -> dict:
+    """The gate's probes of the image tokens of an eye run or of an assembled base (the tokens its
+    language model receives) on `photos` fresh held-out photos: per token, per object (its mean
+    token), and per object split by size (small objects bound shape and rim). `step` is the eye
+    run's, None for a base."""
+    if (folder / "checkpoint.pt").is_file():
+        eye, state = load_eye(folder)
+        step, language_model = state["step"], Path(state["language_model"])
+    else:
+        shape, tower, projector, _ = eye_parts(folder, "--probe")
+        eye = Eye(EyeConfig(**shape), projector.linear_2.out_features)
+        eye.tower.load_state_dict(tower.state_dict())
+        eye.projector.load_state_dict(projector.state_dict())
+        step, language_model = None, folder
+    _, _, ids = language_model_rows(language_model)
     bank = PhotoBank(photos, ids, seed)
-    _, tokens = project(eye, bank)
+    _, tokens = project(eye.eval(), bank)
     labels, owners = torch.from_numpy(bank.labels), torch.from_numpy(bank.owners)
     hits, test_y = object_probe_hits(tokens, labels, owners)
     size = test_y[:, list(FACTORS).index("size")]
     per_size = {word: object_scores(hits, test_y, size == i) for i, word in enumerate(FACTORS["size"])}
     return {
-        "step": state["step"],
+        "eye": str(folder),
+        "step": step,
         "photos": photos,
         "seed": seed,
         "token_probes": probe_accuracy(tokens, labels),
@@ -630,7 +648,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest here)")
     parser.add_argument(
-        "--probe", action="store_true", help="write OUT/probes.json for the run's eye, train nothing"
+        "--probe",
+        nargs="?",
+        const=True,
+        type=saved_folder("checkpoint.pt", "config.json"),
+        metavar="EYE",
+        help="train nothing; write OUT/probes.json, the gate's probes of EYE's image tokens (an eye"
+        " run or an assembled base; OUT's eye when EYE is left out)",
     )
     parser.add_argument(
         "--probe-photos", type=int, default=PROBE_PHOTOS, help="held-out photos --probe reads"
@@ -642,8 +666,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
-    if args.probe:
-        report = probe_report(args.out, args.probe_photos)
+    if args.probe is not None:
+        report = probe_report(args.out if args.probe is True else args.probe, args.probe_photos)
+        args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "probes.json").write_text(json.dumps(report, indent=1))
         logger.warning("Probes of %s: %s", args.out, report)
         return 0
