@@ -68,7 +68,16 @@ def test_the_run_reports_what_a_perfect_description_reader_would_score(subset) -
     written = json.loads(subset.paths["description_ceiling"].read_text())
     assert written == subset.ceiling
     assert written["positive"] == 1.0
-    assert subset.report.summary(DESCRIPTION)["weighted"] < written["weighted"]
+    weighted = {m: subset.report.summary(m)["weighted"] for m in (DESCRIPTION, TRAINED)}
+    assert weighted[TRAINED] > written["weighted"], (weighted, written)
+    # A description passes the perfect reader only by rejecting photos that show the subject's
+    # words, which no description tells apart: at most half that share, on a base that reads well.
+    rejected_with_words = subset.negatives[DESCRIPTION]["with_its_words"]
+    assert weighted[DESCRIPTION] <= written["weighted"] + rejected_with_words / 2, (
+        weighted,
+        written,
+        rejected_with_words,
+    )
 
 
 def test_trained_tokens_reject_the_negatives_a_description_cannot(subset) -> None:
