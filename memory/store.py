@@ -365,7 +365,12 @@ class ConceptStore:
     def _record(self, metadata: dict[str, Any]) -> ConceptRecord:
         folder = self.concept_dir(metadata["user_id"], metadata["name"])
         key = self._key(folder)
-        description = key.open(metadata.get("description", "")) if key else ""
+        try:
+            description = key.open(metadata.get("description", "")) if key else ""
+        except SealedTextError:
+            # Forgotten and taught again between reading this record and its key: the record is
+            # the forgotten concept's, so, as while a concept is being forgotten, no description.
+            description = ""
         return ConceptRecord.from_metadata(metadata, description, folder)
 
     def _key(self, folder: Path) -> ConceptKey | None:
@@ -633,10 +638,13 @@ class ConceptStore:
         ordered = sorted(
             zip(found["metadatas"], found["documents"], strict=True), key=lambda pair: pair[0]["order"]
         )
-        return [
-            Fact(id=m["fact_id"], concept=name, text=key.open(doc), created=m["created"])
-            for m, doc in ordered
-        ]
+        try:
+            return [
+                Fact(id=m["fact_id"], concept=name, text=key.open(doc), created=m["created"])
+                for m, doc in ordered
+            ]
+        except SealedTextError:
+            return []  # forgotten and taught again since these facts were read: they are gone
 
     def forget_fact(self, user_id: str, name: str, fact_id: str) -> None:
         """Remove one fact; `UnknownConceptError` names a fact id the concept does not have."""
