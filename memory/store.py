@@ -364,22 +364,23 @@ class ConceptStore:
 
     def _record(self, metadata: dict[str, Any]) -> ConceptRecord:
         folder = self.concept_dir(metadata["user_id"], metadata["name"])
-        key = self._key(folder)
-        try:
-            description = key.open(metadata.get("description", "")) if key else ""
-        except SealedTextError:
-            # Forgotten and taught again between reading this record and its key: the record is
-            # the forgotten concept's, so, as while a concept is being forgotten, no description.
-            description = ""
-        return ConceptRecord.from_metadata(metadata, description, folder)
+        opened = self._open_sealed(folder, [metadata.get("description", "")])
+        return ConceptRecord.from_metadata(metadata, opened[0] if opened else "", folder)
 
-    def _key(self, folder: Path) -> ConceptKey | None:
-        """The concept's key, or None while it is being forgotten (its folder is gone)."""
+    def _open_sealed(self, folder: Path, sealed: list[str]) -> list[str] | None:
+        """Texts read from the concept's records, opened with its key; None when they are no
+        longer the concept's: it is being forgotten (its key is gone), or it was forgotten and
+        taught again between reading them and reading its key (they open with the old key only).
+        """
         try:
-            return ConceptKey.of(folder)
+            key = ConceptKey.of(folder)
         except SealedTextError:
             if folder.exists():
                 logger.warning("The key file of the concept in %s is missing", folder)
+            return None
+        try:
+            return [key.open(text) for text in sealed]
+        except SealedTextError:
             return None
 
     def add_concept(
@@ -632,19 +633,16 @@ class ConceptStore:
         """The facts remembered about a concept, oldest first."""
         self.get_concept(user_id, name)
         found = self._call(lambda: self.facts.get(where={"$and": [{"user_id": user_id}, {"concept": name}]}))
-        key = self._key(self.concept_dir(user_id, name))
-        if key is None:
-            return []  # being forgotten
         ordered = sorted(
             zip(found["metadatas"], found["documents"], strict=True), key=lambda pair: pair[0]["order"]
         )
-        try:
-            return [
-                Fact(id=m["fact_id"], concept=name, text=key.open(doc), created=m["created"])
-                for m, doc in ordered
-            ]
-        except SealedTextError:
-            return []  # forgotten and taught again since these facts were read: they are gone
+        texts = self._open_sealed(self.concept_dir(user_id, name), [doc for _, doc in ordered])
+        if texts is None:
+            return []  # the facts read belong to a concept forgotten since
+        return [
+            Fact(id=m["fact_id"], concept=name, text=text, created=m["created"])
+            for (m, _), text in zip(ordered, texts, strict=True)
+        ]
 
     def forget_fact(self, user_id: str, name: str, fact_id: str) -> None:
         """Remove one fact; `UnknownConceptError` names a fact id the concept does not have."""

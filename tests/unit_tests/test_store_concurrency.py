@@ -13,7 +13,9 @@ import subprocess
 import sys
 import threading
 import traceback
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from yollava_agent.memory import ConceptStore, StoreError
@@ -128,6 +130,51 @@ def test_teach_and_forget_while_the_page_timer_polls(tmp_path: Path) -> None:
         "bob": {"rex": ["bob's dog", [], 3]},
     }
     assert _traces(home, markers) == []
+
+
+class _ReplacedAfterNextRead:
+    """A Chroma collection whose next `get` returns what it read and then, before the caller goes
+    on, runs `replace`: the interleaving a page timer's poll meets at random, made certain."""
+
+    def __init__(self, collection: Any, replace: Callable[[], None]) -> None:
+        self._collection = collection
+        self._replace: Callable[[], None] | None = replace
+
+    def get(self, *args: Any, **kwargs: Any) -> Any:
+        found = self._collection.get(*args, **kwargs)
+        replace, self._replace = self._replace, None
+        if replace is not None:
+            replace()
+        return found
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._collection, name)
+
+
+@pytest.mark.parametrize("collection", ["concepts", "facts"])
+def test_a_concept_taught_again_between_a_polls_two_reads_is_read_as_replaced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, collection: str
+) -> None:
+    store = ConceptStore(home=tmp_path / "home", clip=TINY)
+    store.add_concept("alice", "bo", _photos(tmp_path / "old", 1), description="a brown dog")
+    store.remember("alice", "bo", "bo chases gulls")
+
+    def forget_and_teach_again() -> None:
+        store.forget("alice", "bo")
+        store.add_concept("alice", "bo", _photos(tmp_path / "new", 2), description="a white cat")
+        store.remember("alice", "bo", "bo sleeps all day")
+
+    monkeypatch.setattr(
+        store, collection, _ReplacedAfterNextRead(getattr(store, collection), forget_and_teach_again)
+    )
+    # What was read is the forgotten concept's, sealed with its key: never shown, never an error.
+    if collection == "concepts":
+        assert store.get_concept("alice", "bo").description == ""
+    else:
+        assert store.list_facts("alice", "bo") == []
+    # The next poll reads the concept taught again.
+    assert store.get_concept("alice", "bo").description == "a white cat"
+    assert [f.text for f in store.list_facts("alice", "bo")] == ["bo sleeps all day"]
 
 
 KILLED_MID_FORGET = (
