@@ -22,6 +22,7 @@ token gets a random direction as long as itself times the given fraction.
 
     python benchmarks/toyworld_text_qa.py --seed 1                 # all twenty, ~17 min, one core
     python benchmarks/toyworld_text_qa.py --seed 1 --subjects bo kip --noise-turns 60   # smoke
+    python benchmarks/toyworld_text_qa.py --seed 2 --base runs/photos-fresh/llava      # another base
 
 Chosen not to: fix anything here. It measures; the README says what the numbers bound.
 """
@@ -48,7 +49,12 @@ from yollava_agent.evaluation.scoring import (
 from yollava_agent.runtime import LlavaRuntime
 from yollava_agent.sources import ActiveConcept
 from yollava_agent.toyworld import assembly, skills
-from yollava_agent.toyworld.benchmark import BASES, DEFAULT_BASE, benchmark_config, toyworld_setup
+from yollava_agent.toyworld.benchmark import (
+    DEFAULT_BASE,
+    base_folder,
+    benchmark_config,
+    toyworld_setup,
+)
 from yollava_agent.toyworld.symbolic import CHOOSE_LAYER, SUPERVISED_HEAD
 from yollava_agent.toyworld.world import generic_looks
 from yollava_agent.training.latent_init import image_token_rows
@@ -125,9 +131,11 @@ def free_text_right(runtime: LlavaRuntime, concept: Concept, item: QAItem) -> bo
 
 
 @torch.inference_mode()
-def ref_text_under_noise(turns_per_fraction: int) -> dict[float, dict[str, float]]:
+def ref_text_under_noise(
+    turns_per_fraction: int, base: str = DEFAULT_BASE
+) -> dict[float, dict[str, float]]:
     """The base's `ref_text` accuracy (letters and free text) with noisy inline photo tokens."""
-    model, tokenizer, _ = assembly.load_base(BASES[DEFAULT_BASE])
+    model, tokenizer, _ = assembly.load_base(base_folder(base))
     fraction = {"value": 0.0}
 
     def add_noise(module: torch.nn.Module, inputs: object, output: torch.Tensor) -> torch.Tensor:
@@ -156,10 +164,13 @@ def main() -> None:
     parser.add_argument("--subjects", nargs="+", default=None, help="default: all twenty")
     parser.add_argument("--noise-turns", type=int, default=300)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--base", default=DEFAULT_BASE, help="'photos' (the committed base) or a saved LLaVA folder"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    setup = toyworld_setup(seed=args.seed)
+    setup = toyworld_setup(seed=args.seed, base=args.base)
     runtime = setup.runtime
     dataset = load_dataset(setup.dataset)
     trained: dict[str, Concept] = {}
@@ -197,7 +208,7 @@ def main() -> None:
     print(f"\nFree text, trained rows: {sum(free)}/{questions} right.\n")
     print("| noise on the inline photo's tokens | ref_text letters | ref_text free text |")
     print("| --- | --- | --- |")
-    for value, result in ref_text_under_noise(args.noise_turns).items():
+    for value, result in ref_text_under_noise(args.noise_turns, args.base).items():
         print(
             f"| {value:.1f} x their length | {result['letters']:.3f} | {result['free text']:.3f} |"
         )
