@@ -4,9 +4,11 @@ trained tokens.
 Text QA asks three two-choice questions a subject with no photo ("<bo> is <bo_1>...<bo_16>. What
 colour is <bo>?" then "A. purple", "B. blue" and the instruction to answer with the letter). This
 trains every subject of a world as the benchmark's `trained` method does (`evaluate`, its recipe
-and negatives), then reads each question with three sets of input rows: as the trainer starts
-them (latent rows at the k-means centres of the train photos' image tokens, the run's seed),
-trained, and trained with the latent rows put back at their start. Per set it prints:
+and negatives), then reads each question with six sets of input rows (`ROW_SETS`): as the
+trainer starts them (latent rows at the k-means centres of the train photos' image tokens, the
+run's seed), trained, and trained with one part undone: the latent rows put back at their start,
+the identifier row put back, the latent rows moved half the way back (start + (trained -
+start) / 2), or the trained latent rows' directions at their start lengths. Per set it prints:
 
 - letters right: the scored letter, as the benchmark scores text QA;
 - choose head on the concept: the attention that the base's choose head (head
@@ -60,7 +62,14 @@ from yollava_agent.toyworld.world import generic_looks
 from yollava_agent.training.latent_init import image_token_rows
 from yollava_agent.training.trainer import initial_concept
 
-ROW_SETS = ("start", "trained", "trained, latent rows at start")
+ROW_SETS = (
+    "start",
+    "trained",
+    "trained, latent rows at start",
+    "trained, identifier row at start",
+    "trained, latent rows halfway to start",
+    "trained, latent rows at their start lengths",
+)
 NOISE_FRACTIONS = (0.0, 0.5, 1.0)
 
 
@@ -74,18 +83,27 @@ def start_rows(runtime: LlavaRuntime, concept: Concept, photos: Sequence) -> tor
 
 
 def row_sets(runtime: LlavaRuntime, concept: Concept, photos: Sequence) -> dict[str, Concept]:
+    """`ROW_SETS`: the rows as they start, trained, and trained with one part undone (the latent
+    rows or the identifier row put back, the latent rows moved half the way back, or the latent
+    rows' directions kept at their start lengths)."""
     start = start_rows(runtime, concept, photos)
     trained = concept.input_embeddings
-    put_back = trained.clone()
-    put_back[1:] = start[1:]
+    latent_back, identifier_back, halfway, start_lengths = (trained.clone() for _ in range(4))
+    latent_back[1:] = start[1:]
+    identifier_back[0] = start[0]
+    halfway[1:] = (start[1:] + trained[1:]) / 2
+    start_lengths[1:] = torch.nn.functional.normalize(trained[1:], dim=-1) * start[1:].norm(
+        dim=-1, keepdim=True
+    )
+    rows = (start, trained, latent_back, identifier_back, halfway, start_lengths)
     return {
         name: Concept(
             name=concept.name,
-            input_embeddings=rows.clone(),
+            input_embeddings=set_rows.clone(),
             output_embeddings=concept.output_embeddings,
             base=concept.base,
         )
-        for name, rows in zip(ROW_SETS, (start, trained, put_back), strict=True)
+        for name, set_rows in zip(ROW_SETS, rows, strict=True)
     }
 
 
