@@ -318,3 +318,54 @@ def test_a_run_that_fits_too_little_says_why_it_trains_again(runtime, monkeypatc
         "Concept 'bo' did not fit its training turns (seed 0: 72% right, under 90%); training "
         "again from seed 1."
     ]
+
+
+def test_latent_rows_can_be_kept_between_their_start_and_their_trained_value(runtime) -> None:
+    from yollava_agent.training.trainer import initial_concept
+
+    photos, negatives = _photos(3), _photos(4, blue=True)
+    trained = train_concept(runtime, "bo", photos, negatives, FAST)
+    at_start = train_concept(runtime, "bo", photos, negatives, replace(FAST, latent_interpolation=0.0))
+    halfway = train_concept(runtime, "bo", photos, negatives, replace(FAST, latent_interpolation=0.5))
+    start = initial_concept(runtime, "bo", FAST.num_latent_tokens, FAST.seed).input_embeddings
+
+    assert at_start.training["latent_interpolation"] == 0.0
+    assert halfway.training["latent_interpolation"] == 0.5
+    assert torch.allclose(at_start.input_embeddings[1:], start[1:])
+    assert torch.allclose(halfway.input_embeddings[1:], (start[1:] + trained.input_embeddings[1:]) / 2)
+    assert not torch.allclose(trained.input_embeddings[1:], start[1:], atol=1e-3)
+    # The identifier row and the output rows are kept as trained.
+    for concept in (at_start, halfway):
+        assert torch.equal(concept.input_embeddings[0], trained.input_embeddings[0])
+        assert torch.equal(concept.output_embeddings, trained.output_embeddings)
+
+
+def test_latent_rows_stay_as_trained_when_moved_back_they_no_longer_fit(runtime, monkeypatch) -> None:
+    from yollava_agent.training import trainer
+
+    photos, negatives = _photos(3), _photos(4, blue=True)
+    trained = train_concept(runtime, "bo", photos, negatives, FAST)
+    # The tiny model gets no recognition turn right whatever its rows: fake the two measurements,
+    # the trained rows' first ("yes" to every positive turn), then the moved rows' (to none).
+    measured = iter([(1.0, 1.0), (0.0, 0.5)])
+    monkeypatch.setattr(trainer, "_recognition_fit", lambda *args: next(measured))
+    kept = train_concept(runtime, "bo", photos, negatives, replace(FAST, latent_interpolation=0.5))
+    assert kept.training["latent_interpolation"] == 1.0
+    assert torch.equal(kept.input_embeddings, trained.input_embeddings)
+
+
+def test_on_a_tied_base_the_interpolated_latent_rows_are_also_its_output_rows() -> None:
+    from yollava_agent.training.trainer import _interpolate_latent_rows
+
+    trained = torch.ones(3, 4)
+    inputs, outputs = _interpolate_latent_rows(torch.zeros(3, 4), (trained, trained.clone()), 0.25, True)
+    assert torch.equal(inputs[0], torch.ones(4))
+    assert torch.equal(inputs[1:], torch.full((2, 4), 0.25))
+    assert torch.equal(outputs, inputs)
+
+
+def test_latent_interpolation_outside_zero_to_one_is_refused() -> None:
+    with pytest.raises(
+        ValueError, match=r"latent_interpolation must be in \[0, 1\] \(0: the latent rows' start, 1: as trained\), got 1.5"
+    ):
+        TrainingConfig(latent_interpolation=1.5)

@@ -332,6 +332,7 @@ BASE_RECIPES: dict[str, dict[str, object]] = {
         "latent_init": "image",
         "restarts": 2,
         "restart_below_accuracy": 0.9,
+        "latent_interpolation": 0.5,
     },
     "first": {},
 }
@@ -341,7 +342,9 @@ so its input rows train at 0.05, its output rows at the recipe's 1e-3 (at 0.05 t
 in generic answers), its latent rows start at its photos' image tokens (measured: README),
 and a concept whose run did not fit its training turns (it never learnt to say "yes" to its
 photos, or got under 90% of them right: ilo on seed 0, 0.72 on this base, where every other run
-of both worlds got 0.96 or more) trains again from the next seed, up to twice.
+of both worlds got 0.96 or more) trains again from the next seed, up to twice, and its kept
+latent rows go half the way back to their start when they still fit there (two-choice questions
+about the concept read them better: README item 11).
 A `train.py` base ("first") trains with the recipe as it is."""
 
 

@@ -63,6 +63,14 @@ class TrainingConfig:
     """Where the latent input rows start: the mean word row plus small noise (the paper's and the
     public code's start), or k-means centres of the training photos' projected image tokens
     (`training/latent_init.py`, as MC-LLaVA does)."""
+    latent_interpolation: float = 1.0
+    """Where the kept latent input rows lie between their start (0) and their trained value (1,
+    the paper's recipe): start + this x (trained - start), once training ends, as a weight-space
+    ensemble of a fine-tuned and a pretrained model does (WiSE-FT). Only when the moved rows
+    still fit the training turns as `restarts` judges them ("yes" to at least half of the
+    positive turns, `restart_below_accuracy` right); else they stay as trained (the report's
+    `latent_interpolation` says which). The identifier row and the output rows are kept as
+    trained (on a tied base, whose output rows are its input rows, the latent rows move in both)."""
     turns_per_positive: int = 16
     """Recognition phrasings asked per positive photo (4 photos give ~64 turns, as the paper)."""
     num_hard_negatives: int = 100
@@ -150,6 +158,12 @@ class TrainingConfig:
             msg = (
                 "TrainingConfig.restart_below_accuracy must be in [0, 1] (a share of training "
                 f"turns), got {self.restart_below_accuracy!r}."
+            )
+            raise ValueError(msg)
+        if not 0.0 <= self.latent_interpolation <= 1.0:
+            msg = (
+                "TrainingConfig.latent_interpolation must be in [0, 1] (0: the latent rows' "
+                f"start, 1: as trained), got {self.latent_interpolation!r}."
             )
             raise ValueError(msg)
         if not 0.0 <= self.flip_probability <= 1.0:

@@ -12,7 +12,9 @@ reported per kind of turn (whether the text-only turns fit); the kept rows are t
 best epoch after the warm-up. A run whose kept epoch says "yes" to under half of its positive
 turns has collapsed into "always no", and one under `TrainingConfig.restart_below_accuracy` on
 its recognition turns did not fit them either; `TrainingConfig.restarts` trains again from the
-next seed.
+next seed. With `TrainingConfig.latent_interpolation` under 1 the kept latent rows then move back
+towards their start (WiSE-FT's weight-space ensemble, on the concept's rows), if the moved rows
+still fit the training turns.
 
 Two ways to compute a step, chosen by `TrainingConfig.fast`: `_full_sequence_step` (the reference:
 the whole sequence, vision tower included, through the model, logits everywhere) and the cached-
@@ -112,6 +114,9 @@ class TrainingReport:
     samples: dict[str, int] = field(default_factory=dict)
     phase_seconds: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
+    latent_interpolation: float = 1.0
+    """Where the kept latent rows lie between their start (0) and as trained (1): the config's
+    `latent_interpolation` when the rows moved there still fit the training turns, else 1."""
 
     @property
     def best_accuracy(self) -> float | None:
@@ -153,6 +158,7 @@ class TrainingReport:
             "samples": self.samples,
             "phase_seconds": {k: round(v, 3) for k, v in self.phase_seconds.items()},
             "seconds": round(self.seconds, 2),
+            "latent_interpolation": self.latent_interpolation,
         }
 
 
@@ -522,16 +528,91 @@ def _attempt(
     report.phase_seconds["encode"] = time.monotonic() - attempt_started
     rows = _ConceptRows(initial, runtime.token_ids(name)[0])
     training_started = time.monotonic()
+    rows.to(runtime.device)
+    step_function = _step_function(runtime, rows, encoder, encoded, config)
     best = _train_rows(
-        runtime, rows, encoder, encoded, config, rng, report, on_event, cancel, started, attempt
+        runtime, rows, step_function, encoder, encoded, config, rng, report, on_event, cancel,
+        started, attempt,
     )
+    if config.latent_interpolation < 1.0:
+        with rows.spliced(runtime):
+            best = _moved_back_if_it_fits(
+                rows, initial.input_embeddings, best, step_function, encoded, config, report
+            )
     report.phase_seconds["train"] = time.monotonic() - training_started
     return best
+
+
+def _interpolate_latent_rows(
+    start: torch.Tensor, kept: tuple[torch.Tensor, torch.Tensor], interpolation: float, tied: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`kept` with its latent input rows at start + `interpolation` x (kept - start), `start`
+    the input rows the run began from; on a tied base the output rows are the input rows, so
+    they move too."""
+    inputs, outputs = kept
+    moved = inputs.clone()
+    begin = start[1:].to(moved.dtype)
+    moved[1:] = begin + interpolation * (inputs[1:] - begin)
+    return moved, moved.clone() if tied else outputs
+
+
+def _recognition_fit(
+    step_function: StepFunction, encoded: Sequence[_Encoded], batch_size: int
+) -> tuple[float | None, float | None]:
+    """With the rows as they are now, unflipped: (share of positive turns answered "yes", share
+    of recognition turns answered right)."""
+    turns = [item for item in encoded if item.kind != "text"]
+    right, said_yes = [], []
+    with torch.no_grad():
+        for first in range(0, len(turns), batch_size):
+            chosen = turns[first : first + batch_size]
+            _, hits, _ = step_function(chosen, [False] * len(chosen))
+            for item, hit in zip(chosen, hits, strict=True):
+                right.append(bool(hit))
+                if item.kind == "positive":
+                    said_yes.append(bool(hit))
+    return _share(said_yes), _share(right)
+
+
+def _share(hits: Sequence[bool]) -> float | None:
+    return sum(hits) / len(hits) if hits else None
+
+
+def _moved_back_if_it_fits(
+    rows: _ConceptRows,
+    start: torch.Tensor,
+    best: tuple[torch.Tensor, torch.Tensor],
+    step_function: StepFunction,
+    encoded: Sequence[_Encoded],
+    config: TrainingConfig,
+    report: TrainingReport,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`best` with its latent rows moved back by `config.latent_interpolation` when the moved rows
+    still fit the training turns as the restart check defines it ("yes" to at least half of the
+    positive turns, `restart_below_accuracy` of all recognition turns right; a bar the trained
+    rows miss themselves is lowered to theirs), else as trained."""
+    tied = rows.output_rows is rows.input_rows
+    moved = _interpolate_latent_rows(start, best, config.latent_interpolation, tied)
+    fit = {}
+    for name, kept in (("trained", best), ("moved", moved)):
+        with torch.no_grad():
+            rows.input_rows.copy_(kept[0].to(rows.input_rows.device))
+            if not tied:
+                rows.output_rows.copy_(kept[1].to(rows.output_rows.device))
+        fit[name] = _recognition_fit(step_function, encoded, config.batch_size)
+    bars = (0.5, config.restart_below_accuracy)
+    fits = all(
+        moved_value is None or moved_value >= min(bar, trained_value or 0.0)
+        for moved_value, trained_value, bar in zip(fit["moved"], fit["trained"], bars, strict=True)
+    )
+    report.latent_interpolation = config.latent_interpolation if fits else 1.0
+    return moved if fits else best
 
 
 def _train_rows(
     runtime: LlavaRuntime,
     rows: _ConceptRows,
+    step_function: StepFunction,
     encoder: _Encoder,
     encoded: list[_Encoded],
     config: TrainingConfig,
@@ -542,13 +623,11 @@ def _train_rows(
     started: float,
     attempt: int,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    rows.to(runtime.device)
     groups = [{"params": [rows.input_rows], "lr": config.learning_rate}]
     if rows.output_rows is not rows.input_rows:
         output_lr = config.output_learning_rate or config.learning_rate
         groups.append({"params": [rows.output_rows], "lr": output_lr})
     optimizer = torch.optim.AdamW(groups, lr=config.learning_rate, weight_decay=config.weight_decay)
-    step_function = _step_function(runtime, rows, encoder, encoded, config)
     steps = (len(encoded) + config.batch_size - 1) // config.batch_size
     remaining = RemainingTime(config.epochs * steps)
     best: tuple[torch.Tensor, torch.Tensor] | None = None
