@@ -58,6 +58,10 @@ logger = logging.getLogger(__name__)
 
 LabeledImage = tuple[str, Image.Image]
 
+MIN_YES_SHARE = 0.5
+"""Below this share of "yes" on its positive turns a run has collapsed into "always no": it did
+not fit (the restart check), and latent rows moved back that fall below it are not kept."""
+
 
 class TrainingCancelled(YoLLaVAError):
     """Training was cancelled; nothing was written."""
@@ -131,7 +135,7 @@ class TrainingReport:
         "yes" to under half of the positive turns ("always no"), or scored under
         `min_accuracy`."""
         recall, accuracy = self.best_positive_accuracy, self.best_accuracy
-        if recall is not None and recall < 0.5:
+        if recall is not None and recall < MIN_YES_SHARE:
             return (
                 f"Concept {name!r} did not learn to say 'yes' to its photos (seed {self.seed}: "
                 f"'yes' to {100 * recall:.0f}% of their turns)"
@@ -600,7 +604,7 @@ def _moved_back_if_it_fits(
             if not tied:
                 rows.output_rows.copy_(kept[1].to(rows.output_rows.device))
         fit[name] = _recognition_fit(step_function, encoded, config.batch_size)
-    bars = (0.5, config.restart_below_accuracy)
+    bars = (MIN_YES_SHARE, config.restart_below_accuracy)
     fits = all(
         moved_value is None or moved_value >= min(bar, trained_value or 0.0)
         for moved_value, trained_value, bar in zip(fit["moved"], fit["trained"], bars, strict=True)
