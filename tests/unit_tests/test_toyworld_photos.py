@@ -191,9 +191,10 @@ def test_a_written_base_continues_with_another_photo_fine_tune_keeping_its_stage
     assembly.write_base(model, tokenizer, first, earlier)
     before = {k: v.clone() for k, v in assembly.load_base(first)[0].state_dict().items()}
     out = tmp_path / "continued"
-    settings = ["--photo-batch", "4", "--eval-every", "1", "--eval-per-task", "2"]
+    settings = ["--photo-batch", "4", "--eval-every", "1", "--eval-per-task", "2", "--count-shares"]
     assert assembly.main([str(out), "--base", str(first), "--photo-steps", "1", *settings]) == 0
     report = json.loads((out / "llava" / "training.json").read_text())
+    assert report["photo_fine_tune"]["count_shares"] is True
     assert report["eye"] == earlier["eye"] and report["language_model"] == earlier["language_model"]
     assert report["continued_from"] == {"base": str(first), "photo_fine_tune": {"steps": 0}}
     assert [r["step"] for r in report["photo_fine_tune"]["log"]] == [1]
@@ -404,6 +405,62 @@ def test_the_choose_and_letter_heads_target_the_options_only_in_stage_two() -> N
     assert int((batch["letter"][0] >= 0).sum()) == len(first.letters)
     plain = symbolic.collate([symbolic.Encoder(tokenizer).encode(letters[0])], tokenizer.pad_token_id)
     assert "choose" not in plain
+
+
+def _count_turns(counted: int, form: str) -> list[symbolic.Turn]:
+    """Count turns of `form` ("objects" or a shape's) whose answer counts `counted` objects."""
+    rng = np.random.default_rng(5)
+    turns = []
+    while len(turns) < 5:
+        turn = skills.skill_turn(rng, generic_looks(), "count")
+        objects_form = "How many objects" in turn.prompt
+        if objects_form == (form == "objects") and len(turn.target_objects) == counted:
+            turns.append(turn)
+    return turns
+
+
+@pytest.mark.parametrize(
+    ("form", "counted"), [("objects", 1), ("objects", 2), ("objects", 3), ("shape", 1), ("shape", 2)]
+)
+def test_count_shares_give_the_sink_and_each_counted_object_one_share_of_the_pointer(
+    form: str, counted: int
+) -> None:
+    _, tokenizer = symbolic.load_symbolic(SYMBOLIC_BASE)
+    encoder = skills.SkillEncoder(tokenizer, count_shares=True)
+    for turn in _count_turns(counted, form):
+        item = encoder.encode(turn)
+        target = symbolic.collate([item], tokenizer.pad_token_id)["point"][0]
+        start = skills.photo_starts(item, encoder.image_id)[0]
+        owners = slots.slot_owners(turn.photos[0])
+        share = 1 / (counted + 1)
+        assert float(target[0]) == pytest.approx(share)
+        for index in turn.target_objects:
+            owned = [start + int(s) for s in np.flatnonzero(owners == index)]
+            assert float(target[owned].sum()) == pytest.approx(share), (turn.prompt, index)
+        assert float(target.sum()) == pytest.approx(1.0)
+
+
+def test_without_count_shares_count_turns_keep_the_committed_bases_pointer_target() -> None:
+    _, tokenizer = symbolic.load_symbolic(SYMBOLIC_BASE)
+    plain = skills.SkillEncoder(tokenizer)
+    for turn in _count_turns(2, "objects"):
+        assert plain.encode(turn).point == [0] and plain.encode(turn).point_weights is None
+    for turn in _count_turns(2, "shape"):
+        item = plain.encode(turn)
+        target = symbolic.collate([item], tokenizer.pad_token_id)["point"][0]
+        assert float(target[0]) == 0.0 and len(item.point) > 1
+        assert torch.allclose(target[item.point], torch.full((len(item.point),), 1 / len(item.point)))
+
+
+def test_a_stage_two_run_trains_count_shares_when_asked(tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    settings = ["--steps", "1", "--batch-size", "2", "--eval-every", "1", "--eval-per-task", "1"]
+    only_count = [f"--task-weight={t}=0" for t in skills.TASK_WEIGHTS if t != "count"]
+    out = tmp_path / "shares"
+    args = [str(out), "--base", str(SYMBOLIC_BASE), *settings, *only_count, "--count-shares"]
+    assert skills.main(args) == 0
+    state = torch.load(out / "checkpoint.pt", weights_only=False)
+    assert state["config"]["count_shares"] is True
 
 
 def test_task_weights_change_only_the_named_tasks_share_of_the_mix() -> None:

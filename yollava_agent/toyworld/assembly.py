@@ -205,10 +205,12 @@ def fine_tune_on_photos(
     out: Path,
     eval_per_task: int = 100,
     mix: Mapping[str, float] = skills.TASK_WEIGHTS,
+    count_shares: bool = False,
 ) -> list[dict]:
     """End-to-end fine-tuning on rendered photos, turns drawn with `mix` (default: every task of
     `skills.TASK_WEIGHTS`; `MIXES`): language model and projector at `learning_rate`, the tower
-    at a tenth; returns the log. Every
+    at a tenth, count turns' pointer target as `skills.SkillEncoder(count_shares)` sets it;
+    returns the log. Every
     `eval_every` steps the held-out photo accuracy goes to `out/photo-log.jsonl` and the run to
     `out/photo-checkpoint.pt`, from which the same call resumes."""
     tower = list(model.model.vision_tower.parameters())
@@ -223,7 +225,7 @@ def fine_tune_on_photos(
         optimizer,
         lambda s: min(1.0, (s + 1) / warmup) * (0.1 + 0.45 * (1 + math.cos(math.pi * s / steps))),
     )
-    encoder = skills.SkillEncoder(tokenizer)
+    encoder = skills.SkillEncoder(tokenizer, count_shares)
     looks = generic_looks()
     rng = np.random.default_rng(seed)
     log: list[dict] = []
@@ -345,6 +347,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="TASK=WEIGHT",
         help="change one task's weight in the photo mix (repeatable), e.g. count=0.3",
     )
+    parser.add_argument(
+        "--count-shares",
+        action="store_true",
+        help="count turns point at the sink and each counted object evenly (skills.py's)",
+    )
     parser.add_argument("--eval-every", type=int, default=250)
     parser.add_argument("--eval-per-task", type=int, default=PHOTO_EVAL_PER_TASK)
     parser.add_argument("--seed", type=int, default=0)
@@ -411,6 +418,7 @@ def main(argv: list[str] | None = None) -> int:
             args.eval_every,
             args.out,
             mix=mix,
+            count_shares=args.count_shares,
         )
     _rounded(model)
     final = photo_accuracy(model, tokenizer, args.eval_per_task, PHOTO_EVAL_SEED)
@@ -422,6 +430,7 @@ def main(argv: list[str] | None = None) -> int:
             "learning_rate": args.photo_learning_rate,
             "mix": args.photo_mix,
             "task_weights": args.task_weight,
+            "count_shares": args.count_shares,
             "log": photo_log,
         },
         "photo_accuracy_assembled": assembled,

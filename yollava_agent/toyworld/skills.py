@@ -69,7 +69,7 @@ from yollava_agent.toyworld.language import (
     noun_phrase,
     two_choice,
 )
-from yollava_agent.toyworld.slots import PLACE_TOKENS, slot_scale
+from yollava_agent.toyworld.slots import PLACE_TOKENS, slot_owners, slot_scale
 from yollava_agent.toyworld.symbolic import (
     CHOOSE_LAYER,
     IMAGE_TOKEN,
@@ -133,21 +133,46 @@ def reference_text(name: str, photos: int) -> str:
 
 class SkillEncoder(Encoder):
     """`symbolic.Encoder` with the choose head's targets, plus gather targets on every photo of
-    `SkillTurn.asked_photos`."""
+    `SkillTurn.asked_photos`; with `count_shares`, a count turn's pointer target is
+    `count_pointer_target`'s (else the counted objects' slots evenly, or the sink)."""
 
-    def __init__(self, tokenizer: object) -> None:
+    def __init__(self, tokenizer: object, count_shares: bool = False) -> None:
         super().__init__(tokenizer, choose=True)
+        self.count_shares = count_shares
 
     def encode(self, item: Turn) -> Encoded:
         encoded = super().encode(item)
         asked = getattr(item, "asked_photos", ())
+        starts = photo_starts(encoded, self.image_id)
         if asked:
-            starts = photo_starts(encoded, self.image_id)
             objects = encoded.components[:, 1] >= 0
             for photo in asked:
                 start = starts[photo]
                 encoded.gather += [p for p in range(start, start + 16) if objects[p]]
+        if self.count_shares and item.kind == "count":
+            encoded.point, encoded.point_weights = count_pointer_target(
+                item.photos[0], item.target_objects, starts[0]
+            )
         return encoded
+
+
+def count_pointer_target(
+    scene: Scene, counted: Sequence[int], start: int
+) -> tuple[list[int], list[float]]:
+    """The pointer's target for "how many" about `counted` objects of `scene` (its slots from
+    position `start`): the sink (position 0) and each counted object 1/(k+1) of the attention,
+    an object's share spread over the slots it owns. What the pointer reads is then the sink's
+    row times 1/(k+1) plus the objects': k is in it. An even split over the counted slots (the
+    default) reads the same average for one square as for two, and the committed base answered
+    "There is two squares." to every two-square turn on exact slots (0 of 18; measured)."""
+    owners = slot_owners(scene)
+    share = 1.0 / (len(counted) + 1)
+    positions, weights = [0], [share]
+    for index in counted:
+        slots = np.flatnonzero(owners == index)
+        positions += [start + int(s) for s in slots]
+        weights += [share / len(slots)] * len(slots)
+    return positions, weights
 
 
 def photo_starts(encoded: Encoded, image_id: int) -> list[int]:
@@ -287,6 +312,8 @@ def _count(rng: np.random.Generator, looks: Sequence[Look], max_objects: int) ->
             chat(["How many objects are in this photo?"]),
             f"There {verb} {NUMBERS[count]} {noun}.",
             (scene,),
+            target_photo=0,
+            target_objects=tuple(range(count)),
             rest=True,
         )
     shape = SHAPES[int(rng.integers(len(SHAPES)))]
@@ -571,6 +598,10 @@ class SkillsConfig:
     place_init: str = "zero"
     """How the place tokens' input rows start (`add_place_tokens`: "zero", as the committed
     photos base's stage 2 started, "random" or "words")."""
+    count_shares: bool = False
+    """Count turns' pointer target: the sink and each counted object an even share
+    (`count_pointer_target`); False, as the committed photos base's stage 2 trained: the counted
+    objects' slots evenly, or the sink for "How many objects"."""
     seed: int = 0
     eval_every: int = 250
     eval_per_task: int = 200
@@ -645,7 +676,7 @@ def train_skills(
     tokenizer_folder = out / "tokenizer"
     if not tokenizer_folder.is_dir():
         tokenizer.save_pretrained(tokenizer_folder)
-    encoder = SkillEncoder(tokenizer)
+    encoder = SkillEncoder(tokenizer, config.count_shares)
     model.train()
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
@@ -777,6 +808,11 @@ def build_parser() -> argparse.ArgumentParser:
         )
     parser.add_argument("--place-init", choices=PLACE_INITS, default=defaults.place_init)
     parser.add_argument(
+        "--count-shares",
+        action="store_true",
+        help="count turns point at the sink and each counted object evenly",
+    )
+    parser.add_argument(
         "--task-weight",
         action="append",
         default=[],
@@ -834,6 +870,7 @@ def main(argv: list[str] | None = None) -> int:
         pointer_weight=args.pointer_weight,
         letter_weight=args.letter_weight,
         place_init=args.place_init,
+        count_shares=args.count_shares,
         seed=args.seed,
         eval_every=args.eval_every,
         eval_per_task=args.eval_per_task,

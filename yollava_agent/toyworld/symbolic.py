@@ -578,6 +578,8 @@ class Encoded:
     encoder does not target the choose head."""
     letters: dict[int, int] | None = None
     """Each option word's position -> its letter's position (with `choose`)."""
+    point_weights: list[float] | None = None
+    """The pointer target's share of each position of `point` (None: an even split)."""
 
 
 def option_span(prompt: str, letter: str) -> tuple[int, int]:
@@ -701,7 +703,9 @@ def collate(items: Sequence[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
         final[row] = item.answer_start - 1
         if item.gather:
             gather[row, item.gather] = 1.0 / len(item.gather)
-        if item.point:
+        if item.point_weights is not None:
+            point[row, item.point] = torch.tensor(item.point_weights)
+        elif item.point:
             point[row, item.point] = 1.0 / len(item.point)
     batch = {
         "input_ids": input_ids,
