@@ -6,7 +6,8 @@ report gives attribute 0.84 and count 0.84 on 200 turns a task. This first gives
 yes/no and letters judged by their first token, other answers when every token is the top one),
 then draws its own held-out `attribute` and `count` turns the same way and splits their accuracy by
 what is asked (colour, shape, pattern, where, how big; how many objects, how many of a shape), by
-answer form (two-choice letter or words) and by how many objects the photo shows.
+answer form (two-choice letter or words), by how many objects the photo shows and, for count,
+by the number in the answer ("two": the verb before it, "There are", must already know it).
 
     python benchmarks/toyworld_photo_gates.py                       # 600 turns a task, ~1 min
     python benchmarks/toyworld_photo_gates.py --base OUT/llava      # another written base
@@ -63,6 +64,8 @@ def split_accuracy(
         hits["all"].append(hit)
         hits[f"{asked(turn)}, {form}"].append(hit)
         hits[f"{len(turn.photos[0].objects)} object(s) in the photo"].append(hit)
+        if kind == "count":
+            hits[f"{asked(turn)}, answer {turn.answer.split()[2]}"].append(hit)
     return hits
 
 

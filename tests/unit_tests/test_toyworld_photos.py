@@ -65,6 +65,21 @@ def test_an_eye_run_logs_probes_per_factor_and_resumes(eye_run: Path) -> None:
     assert any(moved), "the resumed run did not train"
 
 
+def test_an_eye_run_stopped_early_keeps_its_schedule_and_resumes_to_the_end(tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    settings = ["--steps", "3", "--warmup", "1", "--batch-size", "8", "--width", "32"]
+    settings += ["--layers", "1", "--heads", "2", "--bank-size", "24", "--refresh-per-step", "4"]
+    settings += ["--eval-every", "2", "--eval-photos", "30", "--language-model", str(SYMBOLIC_BASE)]
+    out = tmp_path / "eye"
+    assert eye.main([str(out), *settings, "--stop-after", "1"]) == 0
+    stopped = torch.load(out / "checkpoint.pt", weights_only=False)
+    assert stopped["step"] == 1 and stopped["config"]["steps"] == 3
+    assert stopped["schedule"]["last_epoch"] == 1
+    assert eye.main([str(out), *settings]) == 0
+    lines = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in lines] == [1, 2, 3]
+
+
 def test_the_probe_report_covers_every_factor_per_token_object_and_size(eye_run: Path) -> None:
     assert eye.main([str(eye_run), "--probe", "--probe-photos", "400"]) == 0
     report = json.loads((eye_run / "probes.json").read_text())

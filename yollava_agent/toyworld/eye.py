@@ -501,10 +501,13 @@ def train_eye(
     config: EyeConfig,
     max_minutes: float | None = None,
     init: Path | None = None,
+    stop_after: int | None = None,
 ) -> dict:
     """Train (or resume) an eye in `out` against the frozen language model in `language_model`;
     a new run starts from `init` when given (`start_from`: an eye run or an assembled base;
-    optimiser and schedule fresh): an eye re-regressed onto a continued language model."""
+    optimiser and schedule fresh): an eye re-regressed onto a continued language model.
+    `stop_after` ends the run at that step, its schedule still `config.steps`' (a checkpoint
+    there, from which the same call resumes)."""
     out.mkdir(parents=True, exist_ok=True)
     table, scale, ids = language_model_rows(language_model)
     torch.manual_seed(config.seed)
@@ -532,7 +535,8 @@ def train_eye(
     counted = 0
     record: dict = {}
     eye.train()
-    while step < config.steps:
+    last = config.steps if stop_after is None else min(stop_after, config.steps)
+    while step < last:
         batch = bank.batch(rng.choice(len(bank), size=config.batch_size, replace=False))
         loss, parts = eye_loss(eye, batch, table, scale, config.regression_weight)
         optimizer.zero_grad(set_to_none=True)
@@ -546,7 +550,7 @@ def train_eye(
             sums[k] += v
         counted += 1
         minutes = minutes_before + (time.monotonic() - started) / 60
-        if step % config.eval_every == 0 or step == config.steps:
+        if step % config.eval_every == 0 or step == last:
             eye.eval()
             features, tokens = project(eye, held_out)
             labels = torch.from_numpy(held_out.labels)
@@ -646,6 +650,9 @@ def build_parser() -> argparse.ArgumentParser:
         parser.add_argument(f"--{name.replace('_', '-')}", type=kind, default=value)
     parser.add_argument("--max-minutes", type=float, default=None, help="stop after this long")
     parser.add_argument(
+        "--stop-after", type=int, default=None, help="stop at this step (the schedule stays --steps')"
+    )
+    parser.add_argument(
         "--init",
         type=saved_folder("checkpoint.pt", "config.json"),
         default=None,
@@ -681,7 +688,7 @@ def main(argv: list[str] | None = None) -> int:
         msg = "Name the frozen language model to train against with --language-model FOLDER."
         raise SystemExit(msg)
     config = EyeConfig(**{name: getattr(args, name) for name in asdict(EyeConfig())})
-    train_eye(args.out, args.language_model, config, args.max_minutes, args.init)
+    train_eye(args.out, args.language_model, config, args.max_minutes, args.init, args.stop_after)
     return 0
 
 
