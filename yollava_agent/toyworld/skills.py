@@ -26,7 +26,9 @@ matches). Two-choice questions (the evaluation's QA) get two more (`SkillEncoder
 targets): the choose head (`symbolic.CHOOSE_LAYER`) attends from the answer position to the right
 option's words, and the letter head (`symbolic.LETTER_LAYER`) from each option word to its
 letter, so that the chosen words bring their letter. Before either, the stage's tokenizer stops
-merging an option's word with the newline after it (`separate_words_from_newlines`).
+merging an option's word with the newline after it (`separate_words_from_newlines`). With
+`--count-shares` a count turn's pointer target gives the sink and each counted object an even
+share (`count_pointer_target`), so that what the pointer reads carries the count.
 `assembly.py` trains these tasks on rendered photos; here they train on slots. Training,
 held-out accuracy and export follow `symbolic.py` (same losses, `checkpoint.pt` / `log.jsonl`,
 a restarted run resumes); `--export FOLDER` writes a half-precision Llama with `training.json`.
@@ -163,8 +165,9 @@ def count_pointer_target(
     position `start`): the sink (position 0) and each counted object 1/(k+1) of the attention,
     an object's share spread over the slots it owns. What the pointer reads is then the sink's
     row times 1/(k+1) plus the objects': k is in it. An even split over the counted slots (the
-    default) reads the same average for one square as for two, and the committed base answered
-    "There is two squares." to every two-square turn on exact slots (0 of 18; measured)."""
+    default) reads the same average for one square as for two: the `where` curriculum's language
+    model answered "There is two squares." to all 38 two-of-a-shape turns of 600 on exact slots
+    (`benchmarks/toyworld_count_slots.py`; measured)."""
     owners = slot_owners(scene)
     share = 1.0 / (len(counted) + 1)
     positions, weights = [0], [share]
@@ -313,8 +316,8 @@ def _count(rng: np.random.Generator, looks: Sequence[Look], max_objects: int) ->
             f"There {verb} {NUMBERS[count]} {noun}.",
             (scene,),
             target_photo=0,
-            target_objects=tuple(range(count)),
-            rest=True,
+            target_objects=tuple(range(count)),  # what count shares point at
+            rest=True,  # the default pointer target: nothing is asked to match
         )
     shape = SHAPES[int(rng.integers(len(SHAPES)))]
     if rng.random() < 0.6:
