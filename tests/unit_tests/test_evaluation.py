@@ -315,7 +315,7 @@ def test_harness_reports_every_method_and_concept(report_files) -> None:
     assert reference["prompt_tokens"] > 3 * _image_tokens_per_photo()
 
 
-def test_the_report_names_the_photos_each_method_got_wrong(report_files) -> None:
+def test_the_report_names_the_photos_and_questions_each_method_got_wrong(report_files) -> None:
     _, paths = report_files
     data = json.loads(paths["json"].read_text())
     dataset = load_dataset(data["dataset"])
@@ -330,6 +330,13 @@ def test_the_report_names_the_photos_each_method_got_wrong(report_files) -> None
             counts = result["counts"]
             assert len(said_no_to) == round((1 - result["positive"]) * counts["positives"])
             assert len(said_yes_to) == round((1 - result["negative"]) * counts["negatives"])
+            missed = result["details"]["missed_questions"]
+            asked = {q.where for q in (*concept.visual_questions, *concept.text_questions)}
+            assert set(missed) <= asked, (method, name, missed)
+            wrong_answers = (1 - result["visual_qa"]) * counts["visual_questions"] + (
+                1 - result["text_qa"]
+            ) * counts["text_questions"]
+            assert len(missed) == round(wrong_answers), (method, name)
 
 
 def _image_tokens_per_photo() -> int:

@@ -282,6 +282,9 @@ def score_concept(
     wrong = {
         "said_no_to": [p.name for p, y in zip(concept.test, own_yes, strict=True) if not y],
         "said_yes_to": [p for p, y in zip(negative_photos, others_yes, strict=True) if y],
+        "missed_questions": [
+            q.where for q, choice in zip([*visual, *text], picked, strict=True) if choice != q.answer
+        ],
     }
     return ConceptResult(
         method=method,
