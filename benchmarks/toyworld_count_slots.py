@@ -3,9 +3,10 @@
 `skills.py`'s held-out `count` accuracy is one number over both questions ("How many objects are
 in this photo?" and "How many stars are there?"); this splits it by question, by how many objects
 the photo shows and by the number in the answer, the way the photo gates benchmark splits photos
-(`toyworld_photo_gates.py`). The answer says the number after its verb ("There are two
-squares."), so a model that has not counted by the verb says "There is two squares.": the
-misses' greedy answers (teacher-forced, as the held-out accuracy reads them) are listed too.
+(`toyworld_photo_gates.py`, whose question names it reuses). The answer says the number after
+its verb ("There are two squares."), so a model that has not counted by the verb says "There is
+two squares.": the misses' greedy answers (teacher-forced, as the held-out accuracy reads them)
+are listed too.
 
     python benchmarks/toyworld_count_slots.py runs/lm-all-count-shares   # ~10 s, 600 turns
 
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from toyworld_photo_gates import asked
 
 from yollava_agent.toyworld import skills, symbolic
 from yollava_agent.toyworld.world import generic_looks
@@ -46,7 +48,7 @@ def count_hits(
         for row, item in enumerate(chunk):
             turn = drawn[start + row]
             hit = skills.answer_hit(model, hidden[row], item, turn.answer)
-            question = "how many objects" if "How many objects" in turn.prompt else "how many of a shape"
+            question = asked(turn)
             hits["all"].append(hit)
             hits[question].append(hit)
             hits[f"{len(turn.photos[0].objects)} object(s) in the photo"].append(hit)

@@ -145,15 +145,15 @@ class SkillEncoder(Encoder):
     def encode(self, item: Turn) -> Encoded:
         encoded = super().encode(item)
         asked = getattr(item, "asked_photos", ())
-        starts = photo_starts(encoded, self.image_id)
         if asked:
+            starts = photo_starts(encoded, self.image_id)
             objects = encoded.components[:, 1] >= 0
             for photo in asked:
                 start = starts[photo]
                 encoded.gather += [p for p in range(start, start + 16) if objects[p]]
         if self.count_shares and item.kind == "count":
             encoded.point, encoded.point_weights = count_pointer_target(
-                item.photos[0], item.target_objects, starts[0]
+                item.photos[0], item.target_objects, photo_starts(encoded, self.image_id)[0]
             )
         return encoded
 
