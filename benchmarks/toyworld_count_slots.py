@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -24,40 +25,50 @@ import torch
 from toyworld_photo_gates import asked
 
 from yollava_agent.toyworld import skills, symbolic
+from yollava_agent.toyworld.symbolic import Encoded, Turn
 from yollava_agent.toyworld.world import generic_looks
 
 
-@torch.inference_mode()
-def count_hits(
-    folder: Path, turns: int, seed: int, batch_size: int = 100
-) -> tuple[dict[str, list[bool]], Counter[str]]:
-    """Per split, whether each held-out count turn was answered right; and the misses' answers."""
-    model, tokenizer = symbolic.load_symbolic(folder)
-    model.eval()
+def slot_answers(
+    model: torch.nn.Module,
+    tokenizer: object,
+    turns: list[Turn],
+    batch_size: int = 100,
+) -> Iterator[tuple[Turn, Encoded, torch.Tensor, bool]]:
+    """Each turn, its encoding, its last-layer states on exact slots and whether `model` answers
+    it rightly (`skills.answer_hit`)."""
     encoder = skills.SkillEncoder(tokenizer)
-    rng = np.random.default_rng(seed)
-    drawn = [skills.skill_turn(rng, generic_looks(), "count") for _ in range(turns)]
-    items = [encoder.encode(turn) for turn in drawn]
-    hits: dict[str, list[bool]] = defaultdict(list)
-    misses: Counter[str] = Counter()
-    for start in range(0, turns, batch_size):
+    items = [encoder.encode(turn) for turn in turns]
+    for start in range(0, len(turns), batch_size):
         chunk = items[start : start + batch_size]
         hidden, _ = symbolic.forward(
             model, symbolic.collate(chunk, tokenizer.pad_token_id), attentions=False
         )
         for row, item in enumerate(chunk):
-            turn = drawn[start + row]
-            hit = skills.answer_hit(model, hidden[row], item, turn.answer)
-            question = asked(turn)
-            hits["all"].append(hit)
-            hits[question].append(hit)
-            hits[f"{len(turn.photos[0].objects)} object(s) in the photo"].append(hit)
-            hits[f"{question}, answer {turn.answer.split()[2]}"].append(hit)
-            if not hit:
-                end = len(item.input_ids)
-                predicted = model.lm_head(hidden[row][item.answer_start - 1 : end - 1]).argmax(-1)
-                said = tokenizer.decode(predicted, skip_special_tokens=True)
-                misses[f"{turn.answer} -> {said}"] += 1
+            turn = turns[start + row]
+            yield turn, item, hidden[row], skills.answer_hit(model, hidden[row], item, turn.answer)
+
+
+@torch.inference_mode()
+def count_hits(folder: Path, turns: int, seed: int) -> tuple[dict[str, list[bool]], Counter[str]]:
+    """Per split, whether each held-out count turn was answered right; and the misses' answers."""
+    model, tokenizer = symbolic.load_symbolic(folder)
+    model.eval()
+    rng = np.random.default_rng(seed)
+    drawn = [skills.skill_turn(rng, generic_looks(), "count") for _ in range(turns)]
+    hits: dict[str, list[bool]] = defaultdict(list)
+    misses: Counter[str] = Counter()
+    for turn, item, hidden, hit in slot_answers(model, tokenizer, drawn):
+        question = asked(turn)
+        hits["all"].append(hit)
+        hits[question].append(hit)
+        hits[f"{len(turn.photos[0].objects)} object(s) in the photo"].append(hit)
+        hits[f"{question}, answer {turn.answer.split()[2]}"].append(hit)
+        if not hit:
+            end = len(item.input_ids)
+            predicted = model.lm_head(hidden[item.answer_start - 1 : end - 1]).argmax(-1)
+            said = tokenizer.decode(predicted, skip_special_tokens=True)
+            misses[f"{turn.answer} -> {said}"] += 1
     return hits, misses
 
 

@@ -206,10 +206,13 @@ def test_a_written_base_continues_with_another_photo_fine_tune_keeping_its_stage
     assembly.write_base(model, tokenizer, first, earlier)
     before = {k: v.clone() for k, v in assembly.load_base(first)[0].state_dict().items()}
     out = tmp_path / "continued"
-    settings = ["--photo-batch", "4", "--eval-every", "1", "--eval-per-task", "2", "--count-shares"]
-    assert assembly.main([str(out), "--base", str(first), "--photo-steps", "1", *settings]) == 0
+    settings = ["--photo-batch", "4", "--eval-every", "1", "--eval-per-task", "2"]
+    targets = ["--count-shares", "--choose-own-words"]
+    args = [str(out), "--base", str(first), "--photo-steps", "1", *settings, *targets]
+    assert assembly.main(args) == 0
     report = json.loads((out / "llava" / "training.json").read_text())
     assert report["photo_fine_tune"]["count_shares"] is True
+    assert report["photo_fine_tune"]["choose_own_words"] is True
     assert report["eye"] == earlier["eye"] and report["language_model"] == earlier["language_model"]
     assert report["continued_from"] == {"base": str(first), "photo_fine_tune": {"steps": 0}}
     assert [r["step"] for r in report["photo_fine_tune"]["log"]] == [1]
@@ -467,15 +470,43 @@ def test_without_count_shares_count_turns_keep_the_committed_bases_pointer_targe
         assert torch.allclose(target[item.point], torch.full((len(item.point),), 1 / len(item.point)))
 
 
-def test_a_stage_two_run_trains_count_shares_when_asked(tmp_path: Path) -> None:
+def test_a_stage_two_run_trains_count_shares_and_own_word_choices_when_asked(
+    tmp_path: Path,
+) -> None:
     torch.set_num_threads(1)
     settings = ["--steps", "1", "--batch-size", "2", "--eval-every", "1", "--eval-per-task", "1"]
     only_count = [f"--task-weight={t}=0" for t in skills.TASK_WEIGHTS if t != "count"]
     out = tmp_path / "shares"
-    args = [str(out), "--base", str(SYMBOLIC_BASE), *settings, *only_count, "--count-shares"]
+    targets = ["--count-shares", "--choose-own-words"]
+    args = [str(out), "--base", str(SYMBOLIC_BASE), *settings, *only_count, *targets]
     assert skills.main(args) == 0
     state = torch.load(out / "checkpoint.pt", weights_only=False)
     assert state["config"]["count_shares"] is True
+    assert state["config"]["choose_own_words"] is True
+
+
+def _chosen_words(tokenizer: object, item: symbolic.Encoded) -> list[str]:
+    return [tokenizer.decode([item.input_ids[p]]).strip() for p in item.choose]
+
+
+def test_own_word_choices_target_only_the_words_the_other_option_lacks() -> None:
+    tokenizer = skills.separate_words_from_newlines(symbolic.load_symbolic(SYMBOLIC_BASE)[1])
+    every_word = skills.SkillEncoder(tokenizer)
+    own_words = skills.SkillEncoder(tokenizer, choose_own_words=True)
+    rng = np.random.default_rng(8)
+    seen = set()
+    for _ in range(60):
+        turn = skills.skill_turn(rng, generic_looks(), "where_choice")
+        options = dict(
+            line.split(". ", 1) for line in turn.prompt.splitlines() if line[:3] in ("A. ", "B. ")
+        )
+        right = options.pop(turn.answer).split()
+        (wrong,) = (option.split() for option in options.values())
+        lacking = [word for word in right if word not in wrong]
+        assert _chosen_words(tokenizer, every_word.encode(turn)) == right
+        assert _chosen_words(tokenizer, own_words.encode(turn)) == (lacking or right)
+        seen.add(len(lacking))
+    assert seen == {0, 1, 2, 3}, "a one-word difference, a subset and wholly different places"
 
 
 def test_task_weights_change_only_the_named_tasks_share_of_the_mix() -> None:
@@ -498,6 +529,25 @@ def test_where_turns_ask_the_named_objects_place_in_words_only_when_given_a_shar
     assert "where" not in {skills.skill_turn(rng, looks).kind for _ in range(300)}
     mix = skills.task_mix(["where=1"])
     assert "where" in {skills.skill_turn(rng, looks, mix=mix).kind for _ in range(30)}
+
+
+def test_where_choice_turns_offer_the_named_objects_place_and_another_as_lettered_options() -> None:
+    rng = np.random.default_rng(4)
+    looks = generic_looks()
+    wrong_places = set()
+    for _ in range(40):
+        turn = skills.skill_turn(rng, looks, "where_choice")
+        place = PLACE_PHRASES[turn.photos[0].objects[turn.target_objects[0]].place]
+        options = dict(
+            line.split(". ", 1) for line in turn.prompt.splitlines() if line[:3] in ("A. ", "B. ")
+        )
+        assert f"Where is {turn.asked_text} in this photo?" in turn.prompt
+        assert options[turn.answer] == place
+        (other,) = set(options.values()) - {place}
+        assert other in PLACE_PHRASES.values()
+        wrong_places.add(other)
+    assert len(wrong_places) >= 6
+    assert "where_choice" not in {skills.skill_turn(rng, looks).kind for _ in range(300)}
 
 
 @pytest.mark.parametrize(

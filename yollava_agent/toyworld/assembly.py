@@ -206,11 +206,12 @@ def fine_tune_on_photos(
     eval_per_task: int = 100,
     mix: Mapping[str, float] = skills.TASK_WEIGHTS,
     count_shares: bool = False,
+    choose_own_words: bool = False,
 ) -> list[dict]:
     """End-to-end fine-tuning on rendered photos, turns drawn with `mix` (default: every task of
     `skills.TASK_WEIGHTS`; `MIXES`): language model and projector at `learning_rate`, the tower
-    at a tenth, count turns' pointer target as `skills.SkillEncoder(count_shares)` sets it;
-    returns the log. Every
+    at a tenth, count turns' pointer target and two-choice turns' choose target as
+    `skills.SkillEncoder(count_shares, choose_own_words)` sets them; returns the log. Every
     `eval_every` steps the held-out photo accuracy goes to `out/photo-log.jsonl` and the run to
     `out/photo-checkpoint.pt`, from which the same call resumes."""
     tower = list(model.model.vision_tower.parameters())
@@ -225,7 +226,7 @@ def fine_tune_on_photos(
         optimizer,
         lambda s: min(1.0, (s + 1) / warmup) * (0.1 + 0.45 * (1 + math.cos(math.pi * s / steps))),
     )
-    encoder = skills.SkillEncoder(tokenizer, count_shares)
+    encoder = skills.SkillEncoder(tokenizer, count_shares, choose_own_words)
     looks = generic_looks()
     rng = np.random.default_rng(seed)
     log: list[dict] = []
@@ -352,6 +353,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="count turns point at the sink and each counted object evenly (skills.py's)",
     )
+    parser.add_argument(
+        "--choose-own-words",
+        action="store_true",
+        help="the choose head attends to the right option's own words (skills.py's)",
+    )
     parser.add_argument("--eval-every", type=int, default=250)
     parser.add_argument("--eval-per-task", type=int, default=PHOTO_EVAL_PER_TASK)
     parser.add_argument("--seed", type=int, default=0)
@@ -419,6 +425,7 @@ def main(argv: list[str] | None = None) -> int:
             args.out,
             mix=mix,
             count_shares=args.count_shares,
+            choose_own_words=args.choose_own_words,
         )
     _rounded(model)
     final = photo_accuracy(model, tokenizer, args.eval_per_task, PHOTO_EVAL_SEED)
@@ -431,6 +438,7 @@ def main(argv: list[str] | None = None) -> int:
             "mix": args.photo_mix,
             "task_weights": args.task_weight,
             "count_shares": args.count_shares,
+            "choose_own_words": args.choose_own_words,
             "log": photo_log,
         },
         "photo_accuracy_assembled": assembled,

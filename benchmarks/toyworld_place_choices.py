@@ -1,0 +1,80 @@
+"""How a stage-2 language model chooses between two places on exact slots, by how the options differ.
+
+The benchmark's visual QA asks "Where is bo in this photo?" with two places as "A." and "B."
+(`skills.where_choice` draws the same question about a named object). Places are phrases that
+share words ("at the top right", "at the top left", "at the top"), and the choose head attends
+from the answer to the right option's words: this splits accuracy by how many words each option
+has that the other lacks ("1 vs 1": "at the top right" against "at the top left"; "0 vs 1": the
+right option is the other one minus a word), the split that tells whether the head can tell
+options apart that share most of their words (`skills.own_option_words`).
+
+    python benchmarks/toyworld_place_choices.py runs/lm-all-ownwords   # ~20 s, 1,000 turns
+
+Chosen not to: render photos (`toyworld_photo_gates.py` asks `where_choice` through a whole
+base's tower), or split other two-choice questions (colours, shapes and sizes are one word each,
+so their options never share one).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from toyworld_count_slots import slot_answers
+
+from yollava_agent.toyworld import skills, symbolic
+from yollava_agent.toyworld.language import QA_LETTERS
+from yollava_agent.toyworld.world import generic_looks
+
+
+def option_words(prompt: str) -> dict[str, list[str]]:
+    """Each letter's option of a two-choice prompt, as its words."""
+    lines = prompt.splitlines()
+    return {
+        letter: line.removeprefix(f"{letter}. ").split()
+        for letter in QA_LETTERS
+        for line in lines
+        if line.startswith(f"{letter}. ")
+    }
+
+
+@torch.inference_mode()
+def choice_hits(folder: Path, turns: int, seed: int) -> dict[str, list[bool]]:
+    """Per split of how the options differ, whether each held-out `where_choice` turn was
+    answered right."""
+    model, tokenizer = symbolic.load_symbolic(folder)
+    model.eval()
+    rng = np.random.default_rng(seed)
+    drawn = [skills.skill_turn(rng, generic_looks(), "where_choice") for _ in range(turns)]
+    hits: dict[str, list[bool]] = defaultdict(list)
+    for turn, _, _, hit in slot_answers(model, tokenizer, drawn):
+        options = option_words(turn.prompt)
+        right = options.pop(turn.answer)
+        (wrong,) = options.values()
+        own = len([w for w in right if w not in wrong])
+        lacking = len([w for w in wrong if w not in right])
+        hits["all"].append(hit)
+        hits[f"{own} vs {lacking}"].append(hit)
+    return hits
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("language_model", type=Path, help="a stage-2 export (skills.py --export)")
+    parser.add_argument("--turns", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=11)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    hits = choice_hits(args.language_model, args.turns, args.seed)
+    print(f"Two places on exact slots, {args.language_model}, {args.turns} turns (seed {args.seed})")
+    print("\n| words only the right option has vs only the other | accuracy | of |")
+    print("| --- | --- | --- |")
+    for name, values in sorted(hits.items(), key=lambda kv: (kv[0] != "all", kv[0])):
+        print(f"| {name} | {np.mean(values):.3f} | {len(values)} |")
+
+
+if __name__ == "__main__":
+    main()
