@@ -2,8 +2,9 @@
 
 The photo gate asks 0.90 of every visual generic task (`skills.GATE_TASKS`); the committed base's
 report gives attribute 0.84 and count 0.84 on 200 turns a task. This first gives every gate task,
-`locate` and `where` on more turns (`assembly.photo_accuracy`: rendered photos through the tower,
-yes/no and letters judged by their first token, other answers when every token is the top one),
+`locate`, `where` and `where_choice` on more turns (`assembly.photo_accuracy`: rendered photos
+through the tower, yes/no and letters judged by their first token, other answers when every token
+is the top one),
 then draws its own held-out `attribute` and `count` turns the same way and splits their accuracy by
 what is asked (colour, shape, pattern, where, how big; how many objects, how many of a shape), by
 answer form (two-choice letter or words), by how many objects the photo shows and, for count,
@@ -78,7 +79,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model, tokenizer, _ = assembly.load_base(args.base)
-    tasks = (*skills.GATE_TASKS, skills.COPY_TASK, "locate", "where")
+    tasks = (*skills.GATE_TASKS, skills.COPY_TASK, "locate", "where", "where_choice")
     with torch.inference_mode():
         accuracy = assembly.photo_accuracy(model, tokenizer, args.turns, args.seed, tasks)
     print("| task | accuracy | of |")
