@@ -72,19 +72,31 @@ def count_hits(folder: Path, turns: int, seed: int) -> tuple[dict[str, list[bool
     return hits, misses
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def hits_table(first_column: str, hits: dict[str, list[bool]]) -> str:
+    """A markdown table of each split's accuracy and turns, `all` first."""
+    rows = [f"| {first_column} | accuracy | of |", "| --- | --- | --- |"]
+    for name, values in sorted(hits.items(), key=lambda kv: (kv[0] != "all", kv[0])):
+        rows.append(f"| {name} | {np.mean(values):.3f} | {len(values)} |")
+    return "\n".join(rows)
+
+
+def slots_arguments(description: str, turns: int, seed: int) -> argparse.Namespace:
+    """The command line of a benchmark on exact slots (a stage-2 export, turns, seed), read with
+    one torch thread set."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("language_model", type=Path, help="a stage-2 export (skills.py --export)")
-    parser.add_argument("--turns", type=int, default=600)
-    parser.add_argument("--seed", type=int, default=123)
+    parser.add_argument("--turns", type=int, default=turns)
+    parser.add_argument("--seed", type=int, default=seed)
     args = parser.parse_args()
     torch.set_num_threads(1)
+    return args
+
+
+def main() -> None:
+    args = slots_arguments(__doc__.splitlines()[0], turns=600, seed=123)
     hits, misses = count_hits(args.language_model, args.turns, args.seed)
     print(f"Count on exact slots, {args.language_model}, {args.turns} turns (seed {args.seed})\n")
-    print("| turns | accuracy | of |")
-    print("| --- | --- | --- |")
-    for name, values in sorted(hits.items(), key=lambda kv: (kv[0] != "all", kv[0])):
-        print(f"| {name} | {np.mean(values):.3f} | {len(values)} |")
+    print(hits_table("turns", hits))
     print("\n| missed: answer -> read | turns |")
     print("| --- | --- |")
     for miss, n in misses.most_common(10):

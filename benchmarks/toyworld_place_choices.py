@@ -17,13 +17,12 @@ so their options never share one).
 
 from __future__ import annotations
 
-import argparse
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 import torch
-from toyworld_count_slots import slot_answers
+from toyworld_count_slots import hits_table, slot_answers, slots_arguments
 
 from yollava_agent.toyworld import skills, symbolic
 from yollava_agent.toyworld.language import QA_LETTERS
@@ -62,18 +61,11 @@ def choice_hits(folder: Path, turns: int, seed: int) -> dict[str, list[bool]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("language_model", type=Path, help="a stage-2 export (skills.py --export)")
-    parser.add_argument("--turns", type=int, default=1000)
-    parser.add_argument("--seed", type=int, default=11)
-    args = parser.parse_args()
-    torch.set_num_threads(1)
+    args = slots_arguments(__doc__.splitlines()[0], turns=1000, seed=11)
     hits = choice_hits(args.language_model, args.turns, args.seed)
     print(f"Two places on exact slots, {args.language_model}, {args.turns} turns (seed {args.seed})")
-    print("\n| words only the right option has vs only the other | accuracy | of |")
-    print("| --- | --- | --- |")
-    for name, values in sorted(hits.items(), key=lambda kv: (kv[0] != "all", kv[0])):
-        print(f"| {name} | {np.mean(values):.3f} | {len(values)} |")
+    print()
+    print(hits_table("words only the right option has vs only the other", hits))
 
 
 if __name__ == "__main__":
