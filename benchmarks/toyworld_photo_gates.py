@@ -1,11 +1,11 @@
 """Where a toyworld base misses the photo gates: accuracy per gate task, then by question.
 
-The photo gate asks 0.90 of every visual generic task (`skills.GATE_TASKS`); the committed base's
-report gives attribute 0.84 and count 0.84 on 200 turns a task. This first gives every gate task,
-`locate`, `where` and `where_choice` on more turns (`assembly.photo_accuracy`: rendered photos
-through the tower, yes/no and letters judged by their first token, other answers when every token
-is the top one),
-then draws its own held-out `attribute` and `count` turns the same way and splits their accuracy by
+The photo gate asks 0.90 of every visual generic task (`skills.GATE_TASKS`); the bases before
+2026-12-08 missed attribute and count (0.84 and 0.84 on 200 turns a task in the report of the
+one that led to this benchmark). This first gives every gate task, `locate`, `where` and
+`where_choice` on more turns (`assembly.photo_accuracy`: rendered photos through the tower, yes/no
+and letters judged by their first token, other answers when every token is the top one), then
+draws its own held-out `attribute` and `count` turns the same way and splits their accuracy by
 what is asked (colour, shape, pattern, where, how big; how many objects, how many of a shape), by
 answer form (two-choice letter or words), by how many objects the photo shows and, for count,
 by the number in the answer ("two": the verb before it, "There are", must already know it).

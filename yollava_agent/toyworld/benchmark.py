@@ -423,8 +423,8 @@ def generic_check(
     (loaded, not mentioned: Yo'LLaVA's no-forgetting claim, since the base is frozen); and with
     one concept's prompt (rotating) at the start of every question, as a chat that mentions a
     concept puts it. The tasks are the ones the base was trained on: `skills.py`'s on photos
-    for an `assembled` base (`where` among them, which the committed base met only inside
-    `attribute`), `language.py`'s for the first base."""
+    for an `assembled` base (`where` and `where_choice` among them, which bases before the
+    `where` curriculum met only inside `attribute`), `language.py`'s for the first base."""
     if assembled:
         from yollava_agent.toyworld.assembly import photo_accuracy
 

@@ -17,12 +17,13 @@ plus the ones the benchmark and the product need (`SKILLS`), in the product's ph
   photo?", "Where is dax in the last photo?", or, without a query photo, "dax is in these
   photos. What colour is dax?": the `reference` method, the paper's image-prompting baseline.
 - `where`: "Where is the blue star in this photo?" answered in words only ("It is at the top
-  left."). Weight 0 in the default mix (which the committed bases trained on): a curriculum stage
-  gives it a share with `--task-weight where=W`.
+  left."). Weight 0 in the default mix (as the bases before the `where` curriculum trained): a
+  curriculum stage gives it a share with `--task-weight where=W`.
 - `where_choice`: the same question as the evaluation's two choices ("A. at the top right / B.
   at the top left"), the form the benchmark's visual QA asks: a stage-2 model that answered
   corners in words every time on one-object slots chose between two places' letters at 0.86
-  (measured). Weight 0 in the default mix, as `where`.
+  (measured; `benchmarks/toyworld_place_choices.py` splits it by how the options differ).
+  Weight 0 in the default mix, as `where`.
 
 The two supervised heads of `symbolic.py` keep their roles: gather (what is asked: words, or the
 reference photos' object slots) and point (the object asked about, or the sink when nothing
@@ -177,7 +178,7 @@ def own_option_words(encoded: Encoded) -> list[int]:
     the top" against "at the top right"). Words both options share are written alike and read
     alike, so a head told to attend to them in the right option only cannot: with every word
     of the right option as its target, a stage-2 model chose right on 0.70 of place questions
-    whose options differ in one word each, and on 1.00 of those that differ in two or more
+    whose options differ in one word each, and on 0.99-1.00 of those that differ in two or more
     (`where_choice`, 1,000 turns on exact slots; measured)."""
     right = encoded.choose
     letter = encoded.letters[right[0]]
@@ -638,18 +639,20 @@ class SkillsConfig:
     weight_decay: float = 0.01
     pointer_weight: float = 1.0
     letter_weight: float = 1.0
-    """The letter head's share of the head losses (0: no letter head, as the committed photos
-    base's stage 2 trained)."""
+    """The letter head's share of the head losses (0: no letter head, as part 1 of the README's
+    photos-base commands trained)."""
     place_init: str = "zero"
-    """How the place tokens' input rows start (`add_place_tokens`: "zero", as the committed
-    photos base's stage 2 started, "random" or "words")."""
+    """How the place tokens' input rows start (`add_place_tokens`: "zero", "random" (as the
+    committed base's places-first stage started) or "words")."""
     count_shares: bool = False
     """Count turns' pointer target: the sink and each counted object an even share
-    (`count_pointer_target`); False, as the committed photos base's stage 2 trained: the counted
-    objects' slots evenly, or the sink for "How many objects"."""
+    (`count_pointer_target`); False, as the bases before 2026-12-08 trained (the committed one's
+    later stages turn it on): the counted objects' slots evenly, or the sink for "How many
+    objects"."""
     choose_own_words: bool = False
     """The choose head's target: the right option's own words (`own_option_words`); False, as
-    the committed photos base's stage 2 trained: every word of the right option."""
+    the bases before 2026-12-08 trained (the committed one's last stages turn it on): every word
+    of the right option."""
     seed: int = 0
     eval_every: int = 250
     eval_per_task: int = 200
