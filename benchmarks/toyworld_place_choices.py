@@ -31,12 +31,9 @@ from yollava_agent.toyworld.world import generic_looks
 
 def option_words(prompt: str) -> dict[str, list[str]]:
     """Each letter's option of a two-choice prompt, as its words."""
-    lines = prompt.splitlines()
     return {
-        letter: line.removeprefix(f"{letter}. ").split()
+        letter: prompt[slice(*symbolic.option_span(prompt, letter))].split()
         for letter in QA_LETTERS
-        for line in lines
-        if line.startswith(f"{letter}. ")
     }
 
 

@@ -485,6 +485,11 @@ def test_a_stage_two_run_trains_count_shares_and_own_word_choices_when_asked(
     assert state["config"]["choose_own_words"] is True
 
 
+def _lettered_options(prompt: str) -> dict[str, str]:
+    """A two-choice prompt's options by letter ("A. at the top" -> {"A": "at the top"})."""
+    return dict(line.split(". ", 1) for line in prompt.splitlines() if line[:3] in ("A. ", "B. "))
+
+
 def _chosen_words(tokenizer: object, item: symbolic.Encoded) -> list[str]:
     return [tokenizer.decode([item.input_ids[p]]).strip() for p in item.choose]
 
@@ -497,9 +502,7 @@ def test_own_word_choices_target_only_the_words_the_other_option_lacks() -> None
     seen = set()
     for _ in range(60):
         turn = skills.skill_turn(rng, generic_looks(), "where_choice")
-        options = dict(
-            line.split(". ", 1) for line in turn.prompt.splitlines() if line[:3] in ("A. ", "B. ")
-        )
+        options = _lettered_options(turn.prompt)
         right = options.pop(turn.answer).split()
         (wrong,) = (option.split() for option in options.values())
         lacking = [word for word in right if word not in wrong]
@@ -538,9 +541,7 @@ def test_where_choice_turns_offer_the_named_objects_place_and_another_as_lettere
     for _ in range(40):
         turn = skills.skill_turn(rng, looks, "where_choice")
         place = PLACE_PHRASES[turn.photos[0].objects[turn.target_objects[0]].place]
-        options = dict(
-            line.split(". ", 1) for line in turn.prompt.splitlines() if line[:3] in ("A. ", "B. ")
-        )
+        options = _lettered_options(turn.prompt)
         assert f"Where is {turn.asked_text} in this photo?" in turn.prompt
         assert options[turn.answer] == place
         (other,) = set(options.values()) - {place}
