@@ -7,6 +7,7 @@ resume, probes, the assembled model reading the eye's tokens), not the accuracy 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -207,12 +208,15 @@ def test_a_written_base_continues_with_another_photo_fine_tune_keeping_its_stage
     before = {k: v.clone() for k, v in assembly.load_base(first)[0].state_dict().items()}
     out = tmp_path / "continued"
     settings = ["--photo-batch", "4", "--eval-every", "1", "--eval-per-task", "2"]
-    targets = ["--count-shares", "--choose-own-words"]
+    targets = ["--count-shares", "--choose-own-words", "--statement-share", "0.5"]
     args = [str(out), "--base", str(first), "--photo-steps", "1", *settings, *targets]
     assert assembly.main(args) == 0
     report = json.loads((out / "llava" / "training.json").read_text())
     assert report["photo_fine_tune"]["count_shares"] is True
     assert report["photo_fine_tune"]["choose_own_words"] is True
+    assert report["photo_fine_tune"]["statement_share"] == 0.5
+    assert set(report["photo_fine_tune"]["log"][0]["accuracy_with_statements"]) >= set(skills.TASKS)
+    assert set(report["photo_accuracy_with_statements"]) >= set(skills.TASKS) | {"all"}
     assert report["eye"] == earlier["eye"] and report["language_model"] == earlier["language_model"]
     assert report["continued_from"] == {"base": str(first), "photo_fine_tune": {"steps": 0}}
     assert [r["step"] for r in report["photo_fine_tune"]["log"]] == [1]
@@ -275,6 +279,50 @@ def test_every_skill_turn_encodes_with_its_heads_targets_inside_the_turn() -> No
             assert all(0 <= p < item.answer_start for p in item.gather + item.point), kind
             image_id = tokenizer.convert_tokens_to_ids(symbolic.IMAGE_TOKEN)
             assert item.input_ids.count(image_id) == SLOTS * len(turn.photos), kind
+
+
+def _after_leading_photos(prompt: str) -> str:
+    return re.sub(rf"^USER: ({re.escape(symbolic.IMAGE_TOKEN)}\n)*", "", prompt)
+
+
+def test_unasked_statements_go_before_a_turn_leaving_its_question_and_targets() -> None:
+    _, tokenizer = symbolic.load_symbolic(SYMBOLIC_BASE)
+    encoder = skills.SkillEncoder(tokenizer, count_shares=True, choose_own_words=True)
+    rng = np.random.default_rng(4)
+    looks = generic_looks()
+    counts = set()
+    for kind in skills.TASKS:
+        for _ in range(20):
+            turn = skills.skill_turn(rng, looks, kind)
+            told = skills.with_unasked_statements(rng, turn, looks)
+            head = _after_leading_photos(turn.prompt)
+            statements, _, rest = told.prompt.partition(" " + head)
+            assert rest == "" and told.answer == turn.answer and told.photos == turn.photos, kind
+            said = _after_leading_photos(statements)
+            names = [part.split(" is ")[0] for part in said.rstrip(".").split(". ")]
+            counts.add(len(names))
+            words = head.replace("?", " ").replace(".", " ").split()
+            assert not any(name in words for name in names)
+            plain, with_statements = encoder.encode(turn), encoder.encode(told)
+            added = len(with_statements.input_ids) - len(plain.input_ids)
+            pairs = enumerate(zip(plain.input_ids, with_statements.input_ids))
+            inserted = next(i for i, (a, b) in pairs if a != b)
+            for target in ("gather", "point", "choose"):
+                # Where the turn's own targets are, moved past the statements (0 is the sink).
+                moved = [p + added if p >= inserted else p for p in getattr(plain, target)]
+                assert getattr(with_statements, target) == moved, (kind, target, told.prompt)
+            assert with_statements.answer_start == plain.answer_start + added
+    assert counts == {1, 2}
+
+
+def test_a_statement_share_outside_0_to_1_is_refused_by_the_value_given(
+    tmp_path: Path, capsys
+) -> None:
+    (tmp_path / "config.json").write_text("{}")  # passes the folder check, to reach the share's
+    with pytest.raises(SystemExit):
+        assembly.main([str(tmp_path / "run"), "--base", str(tmp_path), "--statement-share", "1.5"])
+    assert "'1.5' is not a share of turns: give a number from 0 to 1" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
 
 
 def test_place_tokens_join_a_base_without_changing_any_answer() -> None:

@@ -39,7 +39,6 @@ import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -123,19 +122,6 @@ def llava_forward(
     return out.last_hidden_state, out.attentions
 
 
-def with_prefix(turn: Turn, prefix: str) -> Turn:
-    """The turn with `prefix` (a concept prompt) where the chat model puts one: right after the
-    photos that come first, or at the start of the text."""
-    head, marker, rest = turn.prompt.partition("ASSISTANT:")
-    start = "USER: "
-    photos = 0
-    while head.startswith(start + f"{IMAGE_TOKEN}\n" * (photos + 1)):
-        photos += 1
-    cut = len(start + f"{IMAGE_TOKEN}\n" * photos)
-    prompt = head[:cut] + prefix + " " + head[cut:] + marker + rest
-    return replace(turn, prompt=prompt)
-
-
 @torch.inference_mode()
 def judged_turns(
     model: LlavaForConditionalGeneration,
@@ -165,19 +151,27 @@ def photo_accuracy(
     tasks: Sequence[str] = skills.TASKS,
     prefixes: Sequence[str] = (),
     batch_size: int = 50,
+    unasked_statements: bool = False,
 ) -> dict[str, float]:
     """Accuracy per task on held-out turns whose photos are rendered and seen through the tower
     (yes/no and letters by their first token, other answers when every token is the top one),
     per answer label of recognition tasks, and overall (`all`). `prefixes` (concept prompts) go,
-    in turn, into successive turns where the chat model puts an active concept's prompt."""
+    in turn, into successive turns where the chat model puts an active concept's prompt; with
+    `unasked_statements`, every turn gets `skills.with_unasked_statements`'s, drawn apart from
+    the turns, which stay those asked without."""
     looks = generic_looks()
     rng = np.random.default_rng(seed)
+    statements_rng = np.random.default_rng([seed, 1])
     hits: dict[str, list[bool]] = defaultdict(list)
     model.eval()
     for kind in tasks:
         turns = [skills.skill_turn(rng, looks, kind) for _ in range(per_task)]
         if prefixes:
-            turns = [with_prefix(t, prefixes[i % len(prefixes)]) for i, t in enumerate(turns)]
+            turns = [
+                skills.with_prefix(t, prefixes[i % len(prefixes)]) for i, t in enumerate(turns)
+            ]
+        if unasked_statements:
+            turns = [skills.with_unasked_statements(statements_rng, t, looks) for t in turns]
         for _, item, hit in judged_turns(model, tokenizer, turns, rng, batch_size):
             hits[kind].append(hit)
             if item.label:
@@ -207,11 +201,14 @@ def fine_tune_on_photos(
     mix: Mapping[str, float] = skills.TASK_WEIGHTS,
     count_shares: bool = False,
     choose_own_words: bool = False,
+    statement_share: float = 0.0,
 ) -> list[dict]:
     """End-to-end fine-tuning on rendered photos, turns drawn with `mix` (default: every task of
     `skills.TASK_WEIGHTS`; `MIXES`): language model and projector at `learning_rate`, the tower
     at a tenth, count turns' pointer target and two-choice turns' choose target as
-    `skills.SkillEncoder(count_shares, choose_own_words)` sets them; returns the log. Every
+    `skills.SkillEncoder(count_shares, choose_own_words)` sets them, `statement_share` of the
+    turns with statements about names they never ask about (`skills.with_unasked_statements`);
+    returns the log. Every
     `eval_every` steps the held-out photo accuracy goes to `out/photo-log.jsonl` and the run to
     `out/photo-checkpoint.pt`, from which the same call resumes."""
     tower = list(model.model.vision_tower.parameters())
@@ -241,6 +238,13 @@ def fine_tune_on_photos(
     model.train()
     for step in range(first, steps + 1):
         turns = [skills.skill_turn(rng, looks, mix=mix) for _ in range(batch_size)]
+        if statement_share:
+            turns = [
+                skills.with_unasked_statements(rng, t, looks)
+                if rng.random() < statement_share
+                else t
+                for t in turns
+            ]
         items = [encoder.encode(t) for t in turns]
         batch = photo_batch(items, turns, rng, tokenizer.pad_token_id)
         loss, parts = photo_loss(model, batch, 1.0)
@@ -259,6 +263,10 @@ def fine_tune_on_photos(
                 **{f"loss_{k}": round(v / counted, 4) for k, v in sums.items()},
                 "accuracy": photo_accuracy(model, tokenizer, eval_per_task, seed + 7),
             }
+            if statement_share:
+                record["accuracy_with_statements"] = photo_accuracy(
+                    model, tokenizer, eval_per_task, seed + 7, unasked_statements=True
+                )
             model.train()
             sums.clear()
             log.append(record)
@@ -321,6 +329,18 @@ def _rounded(model: torch.nn.Module) -> None:
             parameter.copy_(parameter.half().float())
 
 
+def share(text: str) -> float:
+    """An argparse type: a share of turns, from 0 to 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0.0 <= value <= 1.0:
+        msg = f"{text!r} is not a share of turns: give a number from 0 to 1, e.g. 0.3"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path, help="folder to write llava/ and photo-log.jsonl to")
@@ -357,6 +377,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--choose-own-words",
         action="store_true",
         help="the choose head attends to the right option's own words (skills.py's)",
+    )
+    parser.add_argument(
+        "--statement-share",
+        type=share,
+        default=0.0,
+        help="share of turns with statements about names they never ask about (skills.py's)",
     )
     parser.add_argument("--eval-every", type=int, default=250)
     parser.add_argument("--eval-per-task", type=int, default=PHOTO_EVAL_PER_TASK)
@@ -426,10 +452,18 @@ def main(argv: list[str] | None = None) -> int:
             mix=mix,
             count_shares=args.count_shares,
             choose_own_words=args.choose_own_words,
+            statement_share=args.statement_share,
         )
     _rounded(model)
     final = photo_accuracy(model, tokenizer, args.eval_per_task, PHOTO_EVAL_SEED)
     logger.warning("written: photo accuracy %s", final)
+    with_statements = {}
+    if args.statement_share:
+        with_statements = {
+            "photo_accuracy_with_statements": photo_accuracy(
+                model, tokenizer, args.eval_per_task, PHOTO_EVAL_SEED, unasked_statements=True
+            )
+        }
     report = earlier | {
         "photo_fine_tune": {
             "steps": args.photo_steps,
@@ -439,10 +473,12 @@ def main(argv: list[str] | None = None) -> int:
             "task_weights": args.task_weight,
             "count_shares": args.count_shares,
             "choose_own_words": args.choose_own_words,
+            "statement_share": args.statement_share,
             "log": photo_log,
         },
         "photo_accuracy_assembled": assembled,
         "photo_accuracy": {"per_task": args.eval_per_task, "seed": PHOTO_EVAL_SEED, "accuracy": final},
+        **with_statements,
         "parameters": sum(p.numel() for p in model.parameters()),
         "minutes": round((time.monotonic() - started) / 60, 1),
         "torch": torch.__version__,

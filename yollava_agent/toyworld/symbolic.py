@@ -612,7 +612,9 @@ class Encoder:
             raise ValueError(msg)
         asked_tokens: set[int] = set()
         if item.asked_text is not None:
-            start = item.prompt.index(item.asked_text)
+            # The last occurrence: statements put before a question (`skills.with_prefix`) may
+            # use the same words, and a turn's own asked text occurs once.
+            start = item.prompt.rindex(item.asked_text)
             end = start + len(item.asked_text)
             asked_tokens = {
                 i
