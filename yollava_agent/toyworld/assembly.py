@@ -202,13 +202,14 @@ def fine_tune_on_photos(
     count_shares: bool = False,
     choose_own_words: bool = False,
     statement_share: float = 0.0,
+    statement_photo_share: float = 0.0,
 ) -> list[dict]:
     """End-to-end fine-tuning on rendered photos, turns drawn with `mix` (default: every task of
     `skills.TASK_WEIGHTS`; `MIXES`): language model and projector at `learning_rate`, the tower
     at a tenth, count turns' pointer target and two-choice turns' choose target as
     `skills.SkillEncoder(count_shares, choose_own_words)` sets them, `statement_share` of the
-    turns with statements about names they never ask about (`skills.with_unasked_statements`);
-    returns the log. Every
+    turns with statements about names they never ask about (`skills.with_unasked_statements`,
+    `statement_photo_share` of them a photo); returns the log. Every
     `eval_every` steps the held-out photo accuracy goes to `out/photo-log.jsonl` and the run to
     `out/photo-checkpoint.pt`, from which the same call resumes."""
     tower = list(model.model.vision_tower.parameters())
@@ -240,7 +241,7 @@ def fine_tune_on_photos(
         turns = [skills.skill_turn(rng, looks, mix=mix) for _ in range(batch_size)]
         if statement_share:
             turns = [
-                skills.with_unasked_statements(rng, t, looks)
+                skills.with_unasked_statements(rng, t, looks, statement_photo_share)
                 if rng.random() < statement_share
                 else t
                 for t in turns
@@ -384,6 +385,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.0,
         help="share of turns with statements about names they never ask about (skills.py's)",
     )
+    parser.add_argument(
+        "--statement-photo-share",
+        type=share,
+        default=0.0,
+        help="share of those statements that show a photo instead of words",
+    )
     parser.add_argument("--eval-every", type=int, default=250)
     parser.add_argument("--eval-per-task", type=int, default=PHOTO_EVAL_PER_TASK)
     parser.add_argument("--seed", type=int, default=0)
@@ -453,6 +460,7 @@ def main(argv: list[str] | None = None) -> int:
             count_shares=args.count_shares,
             choose_own_words=args.choose_own_words,
             statement_share=args.statement_share,
+            statement_photo_share=args.statement_photo_share,
         )
     _rounded(model)
     final = photo_accuracy(model, tokenizer, args.eval_per_task, PHOTO_EVAL_SEED)
@@ -474,6 +482,7 @@ def main(argv: list[str] | None = None) -> int:
             "count_shares": args.count_shares,
             "choose_own_words": args.choose_own_words,
             "statement_share": args.statement_share,
+            "statement_photo_share": args.statement_photo_share,
             "log": photo_log,
         },
         "photo_accuracy_assembled": assembled,

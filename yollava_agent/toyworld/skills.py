@@ -533,34 +533,65 @@ def skill_turn(
     return symbolic.turn(rng, looks, kind, max_objects=max_objects)
 
 
-def with_prefix(turn: Turn, prefix: str) -> Turn:
-    """The turn with `prefix` (a concept prompt) where the chat model puts one: right after the
-    photos that come first, or at the start of the text."""
-    head, marker, rest = turn.prompt.partition("ASSISTANT:")
-    start = "USER: "
+def leading_photos(prompt: str) -> int:
+    """How many photos come first in a user turn, before any text."""
     photos = 0
-    while head.startswith(start + f"{IMAGE_TOKEN}\n" * (photos + 1)):
+    while prompt.startswith("USER: " + f"{IMAGE_TOKEN}\n" * (photos + 1)):
         photos += 1
-    cut = len(start + f"{IMAGE_TOKEN}\n" * photos)
+    return photos
+
+
+def with_prefix(turn: Turn, prefix: str, photos: Sequence[Scene] = ()) -> Turn:
+    """The turn with `prefix` (a concept prompt) where the chat model puts one: right after the
+    photos that come first, or at the start of the text; `photos`, one for each `<image>` of
+    `prefix`, join the turn's photos there, and the turn's own photo indices move past them."""
+    head, marker, rest = turn.prompt.partition("ASSISTANT:")
+    leading = leading_photos(head)
+    cut = len("USER: " + f"{IMAGE_TOKEN}\n" * leading)
     prompt = head[:cut] + prefix + " " + head[cut:] + marker + rest
-    return replace(turn, prompt=prompt)
+    if not photos:
+        return replace(turn, prompt=prompt)
+
+    def moved(index: int | None) -> int | None:
+        return index + len(photos) if index is not None and index >= leading else index
+
+    changes: dict[str, object] = {
+        "prompt": prompt,
+        "photos": (*turn.photos[:leading], *photos, *turn.photos[leading:]),
+        "asked_photo": moved(turn.asked_photo),
+        "target_photo": moved(turn.target_photo),
+    }
+    if isinstance(turn, SkillTurn):
+        changes["asked_photos"] = tuple(moved(p) for p in turn.asked_photos)
+    return replace(turn, **changes)
 
 
-def with_unasked_statements(rng: np.random.Generator, turn: Turn, looks: Sequence[Look]) -> Turn:
+def with_unasked_statements(
+    rng: np.random.Generator, turn: Turn, looks: Sequence[Look], photo_share: float = 0.0
+) -> Turn:
     """The turn with one or two statements ("kel is a big red star.") about names it never
     mentions, where the chat model puts active concepts' prompts (`with_prefix`): a user talks
     about a subject, then asks about something else. Trained without them, a base answered 0.28
     of generic photo turns with one such statement before the question, 0.96 without (40 turns
     each of count, describe, presence, attribute; measured), so a chat with an active concept
-    lost its generic answers."""
+    lost its generic answers. `photo_share` of the statements show a photo of one object
+    instead of words ("kel is <image>."), as a trained concept's prompt shows its latent rows,
+    which start from its photos' image tokens."""
     wanted = int(rng.integers(1, 3))
     names: list[str] = []
     while len(names) < wanted:
         name = made_up_name(rng)
         if name not in names and not re.search(rf"\b{name}\b", turn.prompt):
             names.append(name)
-    statements = [symbolic._introduction(rng, n, random_look(rng, looks))[0] for n in names]
-    return with_prefix(turn, " ".join(statements))
+    statements, photos = [], []
+    for name in names:
+        look = random_look(rng, looks)
+        if photo_share and rng.random() < photo_share:
+            statements.append(f"{name} is {IMAGE_TOKEN}.")
+            photos.append(single_object_scene(rng, look))
+        else:
+            statements.append(symbolic._introduction(rng, name, look)[0])
+    return with_prefix(turn, " ".join(statements), photos)
 
 
 def _joins_word_to_newline(merge: Sequence[str]) -> bool:
