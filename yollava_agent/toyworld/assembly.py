@@ -14,7 +14,9 @@ through the tower), optionally fine-tunes it end to end on photos (`--photo-step
 from OUT/photo-checkpoint.pt: the language model and projector at the given learning rate, the
 tower at a tenth, the same losses and supervised heads as the symbolic stages, every task of
 `skills.py` by default, which is where the base first meets counting, attributes, places and
-several reference photos; `--task-weight TASK=WEIGHT` changes one task's share), and writes
+several reference photos; `--task-weight TASK=WEIGHT` changes one task's share;
+`--statement-share` puts statements about other names before a share of the turns' questions,
+`--statement-photo-share` of them a photo), and writes
 OUT/llava (half precision) with `training.json`: the settings, every stage's log and the photo
 accuracy of the written weights.
 `--base FOLDER` instead of `--language-model` continues a written base (the committed

@@ -35,7 +35,9 @@ merging an option's word with the newline after it (`separate_words_from_newline
 `--count-shares` a count turn's pointer target gives the sink and each counted object an even
 share (`count_pointer_target`), so that what the pointer reads carries the count. With
 `--choose-own-words` the choose head's target is only the right option's words that the other
-option does not have (`own_option_words`).
+option does not have (`own_option_words`). `with_unasked_statements` puts statements about
+names a turn never asks about before its question, where a chat puts active concepts' prompts
+(`assembly.py --statement-share` trains with them on photos; this stage does not).
 `assembly.py` trains these tasks on rendered photos; here they train on slots. Training,
 held-out accuracy and export follow `symbolic.py` (same losses, `checkpoint.pt` / `log.jsonl`,
 a restarted run resumes); `--export FOLDER` writes a half-precision Llama with `training.json`.
